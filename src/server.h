@@ -1,0 +1,44 @@
+/*
+ * server — the one struct that holds a running daemon's state.
+ *
+ * `mailark serve` builds a struct server in main.c, hands a pointer to each
+ * module's *_start() function and runs the event loop.  Modules keep no
+ * global mutable state: what they share lives here.  Everything in it is
+ * owned by main.c and torn down in reverse order of creation.
+ * All fields are used on the event-loop thread only, except `metrics`
+ * (atomic counters, read by the HTTP thread).
+ */
+#ifndef MAILARK_SERVER_H
+#define MAILARK_SERVER_H
+
+#include "metrics/metrics.h"
+
+struct config;
+struct event_base;
+struct worker_pool;
+struct store;
+struct queue;
+struct scheduler;
+struct smtp_server;
+struct control;
+struct http_server;
+struct dns_resolver;
+struct tls_contexts;
+
+struct server {
+	struct config *cfg;
+	struct event_base *base;
+	struct worker_pool *workers;
+	struct tls_contexts *tls;
+	struct store *store;
+	struct queue *queue;
+	struct dns_resolver *dns;
+	struct scheduler *sched;
+	struct smtp_server *smtp;
+	struct control *control;
+	struct http_server *http;
+	struct metrics metrics;
+	int shutting_down;        /* set once SIGTERM/SIGINT arrives */
+};
+
+#endif
