@@ -17,6 +17,7 @@
 
 struct buf;
 struct queue_envelope;
+struct queue_rcpt;
 
 #define DSN_MAX_RETURN (256 * 1024)
 
@@ -37,5 +38,20 @@ struct dsn_params {
 };
 
 void dsn_compose(const struct dsn_params *p, struct buf *out);
+
+/*
+ * 1 when a failure of recipient r must be reported to env's sender: never
+ * for the null sender <>, never for NOTIFY=NEVER, else when NOTIFY is not
+ * given or includes FAILURE.
+ */
+int dsn_wanted(const struct queue_envelope *env, const struct queue_rcpt *r);
+
+/*
+ * The RFC 3463 status of a reply ("host[ip] said: 550 5.1.1 ...", "4.4.1
+ * connect to ..." or a local reason) into out ("5.1.1"): its enhanced code
+ * when present, else the class of its 3-digit code, else fallback_class
+ * ('2', '4' or '5') ".0.0".
+ */
+void dsn_status_from_reply(const char *reply, char fallback_class, char out[16]);
 
 #endif

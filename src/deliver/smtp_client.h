@@ -65,5 +65,11 @@ typedef void smtp_client_done_cb(void *arg, const struct delivery_result *res);
 
 void smtp_client_deliver(struct server *srv, const struct delivery_request *req,
     smtp_client_done_cb *cb, void *arg);
+/*
+ * Shutdown: every delivery still running gets its callback now (421 4.3.2
+ * for the recipients without a final reply) and its connection is closed.
+ * Call it before the queue and the event base go away.
+ */
+void smtp_client_cancel_all(struct server *srv);
 
 #endif

@@ -10,7 +10,9 @@
  * has no MX, the domain itself (RFC 5321 section 5.1 fallback).  A null MX
  * (RFC 7505, "MX 0 .") yields DNS_NULL_MX.  The answer is valid only during
  * the callback.  The resolver uses /etc/resolv.conf unless [delivery]
- * dns_resolver names a forwarder ("127.0.0.1@5353").
+ * dns_resolver names a forwarder ("127.0.0.1@5353"), which then answers
+ * for every name, the special-use "test." included.  A lookup gives up
+ * after 30 s (DNS_TEMPFAIL).
  */
 #ifndef MAILARK_DNS_DNS_H
 #define MAILARK_DNS_DNS_H
@@ -46,10 +48,18 @@ struct dns_answer {
 typedef void dns_mx_cb(void *arg, const struct dns_answer *ans);
 
 int dns_resolver_new(struct server *srv, struct dns_resolver **r_r, char **err_r);
+/* Cancels what is in flight: those callbacks are never called. */
 void dns_resolver_free(struct dns_resolver **r);
 /* MX lookup with fallback, resolving every host's A and AAAA records. */
 void dns_resolve_mx(struct dns_resolver *r, const char *domain, dns_mx_cb *cb, void *arg);
 /* A/AAAA of one host name (or a literal address), as one host in the answer. */
 void dns_resolve_host(struct dns_resolver *r, const char *name, dns_mx_cb *cb, void *arg);
+/*
+ * Parses MX rdata (preference, then an uncompressed wire-format name) into
+ * *pref_r and dotted text in name ("" for the root, i.e. a null MX).
+ * Returns 0, or -1 when the rdata is malformed or the name does not fit.
+ */
+int dns_mx_rdata_parse(const unsigned char *rdata, size_t len, int *pref_r, char *name,
+    size_t namesize);
 
 #endif

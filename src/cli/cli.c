@@ -1,0 +1,306 @@
+/*
+ * cli.c — command table, help texts and the administrative commands.
+ *
+ * Each administrative subcommand is one row of cli_subs[]: its words, the
+ * control command it becomes, and the names of its positional arguments
+ * (which become the request's "args" object).  Options: --json everywhere,
+ * --region R for "tenant add".  Usage errors exit 2, failures exit 1.
+ */
+#include "cli/cli.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli_format.h"
+#include "config/config.h"
+#include "control/control.h"
+#include "lib/mem.h"
+
+#define CLI_MAX_ARGS 2
+
+struct cli_sub {
+	const char *group;
+	const char *name;
+	const char *ctl;                      /* control command */
+	const char *args[CLI_MAX_ARGS];       /* positional argument names */
+	int nrequired;                        /* the first n are required */
+	const char *synopsis;
+	const char *help;
+};
+
+static const struct cli_sub cli_subs[] = {
+	{ "tenant", "add", "tenant.add", { "name" }, 1, "NAME [--region R]",
+	  "Adds a tenant (lower-case letters, digits and '-', at most 63).  --region\n"
+	  "names one of the regions of [server] regions (default \"default\")." },
+	{ "tenant", "list", "tenant.list", { NULL }, 0, "", "Lists the tenants." },
+	{ "tenant", "show", "tenant.show", { "name" }, 1, "NAME",
+	  "Shows a tenant with its domains, routes and relay networks." },
+	{ "tenant", "remove", "tenant.remove", { "name" }, 1, "NAME",
+	  "Removes a tenant and its relay networks.  A tenant that still has\n"
+	  "domains is refused: remove its domains first (no cascade)." },
+	{ "domain", "add", "domain.add", { "tenant", "domain" }, 2, "TENANT DOMAIN",
+	  "Adds a domain to a tenant; mail to it is accepted from then on." },
+	{ "domain", "list", "domain.list", { "tenant" }, 0, "[TENANT]",
+	  "Lists the domains (of one tenant, or all) with their routes." },
+	{ "domain", "remove", "domain.remove", { "tenant", "domain" }, 2, "TENANT DOMAIN",
+	  "Removes a domain from its tenant, and its route with it." },
+	{ "route", "set", "route.set", { "domain", "url" }, 2,
+	  "DOMAIN smtp://HOST:PORT[?tls=required]",
+	  "Sets where mail for a tenant's domain is delivered (its primary server).\n"
+	  "?tls=required defers delivery when the server offers no STARTTLS." },
+	{ "route", "list", "route.list", { NULL }, 0, "", "Lists the domains that have a route." },
+	{ "relay", "add", "relay.add", { "tenant", "cidr" }, 2, "TENANT CIDR",
+	  "Allows a network of the tenant's own servers (e.g. 192.0.2.0/24,\n"
+	  "2001:db8::/32) to send outbound mail through mailark." },
+	{ "relay", "list", "relay.list", { "tenant" }, 0, "[TENANT]",
+	  "Lists relay networks (of one tenant, or all)." },
+	{ "relay", "remove", "relay.remove", { "tenant", "cidr" }, 2, "TENANT CIDR",
+	  "Removes a relay network." },
+	{ "queue", "list", "queue.list", { NULL }, 0, "",
+	  "Lists the queued messages with each recipient's state." },
+	{ "queue", "show", "queue.show", { "id" }, 1, "ID", "Shows one queued message." },
+	{ "queue", "flush", "queue.flush", { NULL }, 0, "",
+	  "Makes every deferred message due for delivery now." },
+	{ "queue", "hold", "queue.hold", { "id" }, 1, "ID",
+	  "Holds a message: it is not delivered until released." },
+	{ "queue", "release", "queue.release", { "id" }, 1, "ID",
+	  "Releases a held message." },
+	{ "queue", "delete", "queue.delete", { "id" }, 1, "ID",
+	  "Deletes a message from the queue without a bounce." },
+};
+
+#define CLI_NSUBS (sizeof(cli_subs) / sizeof(cli_subs[0]))
+
+static const char *const cli_groups[][2] = {
+	{ "tenant", "Manage tenants (customer organisations)." },
+	{ "domain", "Manage the mail domains of tenants." },
+	{ "route", "Manage where each domain's mail is delivered." },
+	{ "relay", "Manage the networks allowed to send outbound mail." },
+	{ "queue", "Inspect and manage the mail queue." },
+};
+
+#define CLI_NGROUPS (sizeof(cli_groups) / sizeof(cli_groups[0]))
+
+void
+cli_usage(FILE *out)
+{
+	fputs("usage: mailark [-c FILE] COMMAND [ARGS...] [--json]\n"
+	    "\n"
+	    "  -c FILE       configuration file (default ./mailark.conf when present,\n"
+	    "                otherwise the built-in defaults)\n"
+	    "  --version     print the version\n"
+	    "  -h, --help    this help; COMMAND --help for the help of a command\n"
+	    "\n"
+	    "commands:\n"
+	    "  init          create the data directory (keys, TLS certificate, database)\n"
+	    "  serve         run the daemon in the foreground\n", out);
+	for (size_t g = 0; g < CLI_NGROUPS; g++) {
+		fprintf(out, "  %-13s ", cli_groups[g][0]);
+		const char *sep = "";
+		for (size_t i = 0; i < CLI_NSUBS; i++) {
+			if (strcmp(cli_subs[i].group, cli_groups[g][0]) == 0) {
+				fprintf(out, "%s%s", sep, cli_subs[i].name);
+				sep = "|";
+			}
+		}
+		fputc('\n', out);
+	}
+	fputs("\nAdministrative commands talk to the running daemon through the control\n"
+	    "socket in the data directory; --json prints the raw JSON result.\n", out);
+}
+
+static const char *
+cli_group_help(const char *group)
+{
+	for (size_t g = 0; g < CLI_NGROUPS; g++)
+		if (strcmp(cli_groups[g][0], group) == 0)
+			return cli_groups[g][1];
+	return NULL;
+}
+
+int
+cli_is_command(const char *name)
+{
+	return strcmp(name, "init") == 0 || strcmp(name, "serve") == 0 ||
+	    cli_group_help(name) != NULL;
+}
+
+int
+cli_wants_help(int argc, char **argv)
+{
+	for (int i = 0; i < argc; i++)
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return 1;
+	return 0;
+}
+
+static const struct cli_sub *
+cli_find_sub(const char *group, const char *name)
+{
+	for (size_t i = 0; i < CLI_NSUBS; i++)
+		if (strcmp(cli_subs[i].group, group) == 0 && strcmp(cli_subs[i].name, name) == 0)
+			return &cli_subs[i];
+	return NULL;
+}
+
+static void
+cli_print_sub(FILE *out, const struct cli_sub *s, int long_form)
+{
+	fprintf(out, "usage: mailark %s %s%s%s [--json]\n", s->group, s->name,
+	    s->synopsis[0] ? " " : "", s->synopsis);
+	if (long_form)
+		fprintf(out, "\n%s\n", s->help);
+}
+
+static void
+cli_group_usage(FILE *out, const char *group)
+{
+	fprintf(out, "%s\n\n", cli_group_help(group));
+	for (size_t i = 0; i < CLI_NSUBS; i++)
+		if (strcmp(cli_subs[i].group, group) == 0)
+			cli_print_sub(out, &cli_subs[i], 0);
+	fprintf(out, "\nmailark %s SUBCOMMAND --help describes one subcommand.\n", group);
+}
+
+int
+cli_help(int argc, char **argv)
+{
+	if (argc == 0 || argv[0][0] == '-') {
+		cli_usage(stdout);
+		return 0;
+	}
+	const char *cmd = argv[0];
+	if (strcmp(cmd, "init") == 0) {
+		puts("usage: mailark [-c FILE] init\n\n"
+		    "Creates the data directory ([server] data_dir, mode 0700) with queue/,\n"
+		    "keys/master.key, a self-signed TLS certificate when none is configured,\n"
+		    "and mailark.db.  On an existing data directory it changes nothing.");
+		return 0;
+	}
+	if (strcmp(cmd, "serve") == 0) {
+		puts("usage: mailark [-c FILE] serve\n\n"
+		    "Runs the daemon in the foreground: SMTP listeners, delivery, the control\n"
+		    "socket and the HTTP listener (/metrics, /healthz).  SIGTERM or SIGINT\n"
+		    "stops it gracefully.  The data directory must exist (mailark init).");
+		return 0;
+	}
+	if (cli_group_help(cmd) == NULL) {
+		fprintf(stderr, "mailark: unknown command '%s'\n\n", cmd);
+		cli_usage(stderr);
+		return 2;
+	}
+	const struct cli_sub *s = argc > 1 ? cli_find_sub(cmd, argv[1]) : NULL;
+	if (s != NULL)
+		cli_print_sub(stdout, s, 1);
+	else
+		cli_group_usage(stdout, cmd);
+	return 0;
+}
+
+/* ---- running a command ---------------------------------------------------- */
+
+static int
+cli_usage_error(const struct cli_sub *s, const char *group, const char *why, const char *what)
+{
+	fprintf(stderr, "mailark: %s%s%s\n", why, what ? ": " : "", what ? what : "");
+	if (s != NULL)
+		cli_print_sub(stderr, s, 0);
+	else
+		cli_group_usage(stderr, group);
+	return 2;
+}
+
+/* Splits options from positional arguments into args (a JSON object). */
+static int
+cli_parse_args(const struct cli_sub *s, int argc, char **argv, json_t *args, int *json_r)
+{
+	int npos = 0;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--json") == 0) {
+			*json_r = 1;
+		} else if (strcmp(s->ctl, "tenant.add") == 0 && strcmp(a, "--region") == 0) {
+			if (i + 1 >= argc)
+				return cli_usage_error(s, NULL, "--region needs a value", NULL);
+			json_object_set_new(args, "region", json_string(argv[++i]));
+		} else if (strcmp(s->ctl, "tenant.add") == 0 && strncmp(a, "--region=", 9) == 0) {
+			json_object_set_new(args, "region", json_string(a + 9));
+		} else if (a[0] == '-' && a[1] != '\0') {
+			return cli_usage_error(s, NULL, "unknown option", a);
+		} else if (npos >= CLI_MAX_ARGS || s->args[npos] == NULL) {
+			return cli_usage_error(s, NULL, "too many arguments", a);
+		} else {
+			json_object_set_new(args, s->args[npos++], json_string(a));
+		}
+	}
+	if (npos < s->nrequired)
+		return cli_usage_error(s, NULL, "missing argument", s->args[npos]);
+	return 0;
+}
+
+static int
+cli_print_answer(const struct cli_sub *s, json_t *args, const char *line, int json)
+{
+	json_error_t jerr;
+	json_t *resp = json_loads(line, 0, &jerr);
+	json_t *ok = json_object_get(resp, "ok");
+	if (!json_is_boolean(ok)) {
+		fprintf(stderr, "mailark: malformed answer from the daemon\n");
+		json_decref(resp);
+		return 1;
+	}
+	if (!json_is_true(ok)) {
+		const char *e = json_string_value(json_object_get(resp, "error"));
+		fprintf(stderr, "mailark: %s\n", e ? e : "the daemon refused the command");
+		json_decref(resp);
+		return 1;
+	}
+	json_t *result = json_object_get(resp, "result");
+	if (json) {
+		char *text = json_dumps(result, JSON_INDENT(2) | JSON_ENCODE_ANY);
+		printf("%s\n", text ? text : "null");
+		free(text);
+	} else {
+		cli_format_print(stdout, s->ctl, args, result);
+	}
+	json_decref(resp);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static int
+cli_send(const struct config *cfg, const struct cli_sub *s, json_t *args, int json)
+{
+	json_t *req = json_pack("{s:s, s:O}", "cmd", s->ctl, "args", args);
+	char *text = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	char *resp = NULL, *err = NULL;
+	int rc = control_request(cfg->data_dir, text, &resp, &err);
+	free(text);
+	if (rc < 0) {
+		fprintf(stderr, "mailark: %s\n", err);
+		free(err);
+		return 1;
+	}
+	rc = cli_print_answer(s, args, resp, json);
+	free(resp);
+	return rc;
+}
+
+int
+cli_admin_run(const struct config *cfg, int argc, char **argv)
+{
+	const char *group = argv[0];
+	if (argc < 2 || argv[1][0] == '-')
+		return cli_usage_error(NULL, group, "missing subcommand", NULL);
+	const struct cli_sub *s = cli_find_sub(group, argv[1]);
+	if (s == NULL)
+		return cli_usage_error(NULL, group, "unknown subcommand", argv[1]);
+	json_t *args = json_object();
+	int json = 0;
+	int rc = cli_parse_args(s, argc - 2, argv + 2, args, &json);
+	if (rc == 0)
+		rc = cli_send(cfg, s, args, json);
+	json_decref(args);
+	return rc;
+}

@@ -1,0 +1,862 @@
+/*
+ * NAME
+ *	queue - the durable spool (filesystem backend)
+ * SYNOPSIS
+ *	See queue.h.
+ * DESCRIPTION
+ *	Layout under <data_dir>/queue/:
+ *	  tmp/<ID>     being received; purged at start-up
+ *	  msg/<ID>     committed: body, envelope records, END (queue_file.h)
+ *	  state/<ID>   append-only log of recipient outcomes, hold, attempts
+ *	  corrupt/<ID> files that failed their checks at start-up
+ *
+ *	Commit: the session appends the body to tmp/<ID> as DATA arrives (on
+ *	the loop thread, page cache only).  queue_writer_commit() hands the
+ *	file to a worker that appends envelope + END, fsyncs, checks close()
+ *	and renames tmp→msg.  Commits whose rename is done join a batch that
+ *	shares one fsync of msg/ (group commit); only after that fsync does
+ *	the commit callback see 0.  On any failure the file is unlinked and
+ *	the callback gets errno.
+ *
+ *	Entry life cycle:
+ *	  (tmp) --commit--> COMMITTED --ready--> scheduler ...
+ *	        --record(all done)--> queue_entry_remove: unlink msg, then state
+ *	Removing msg/ first means a crash between the two leaves an orphan
+ *	state log (deleted at start-up), never a message without its
+ *	recorded outcomes (which would deliver twice).  Recipient outcomes
+ *	are fsynced into state/<ID> on a worker before the callback; the
+ *	first durable record also fsyncs state/ so the log's name survives.
+ */
+#include "queue/queue.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config/config.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/mem.h"
+#include "lib/sys.h"
+#include "lib/worker.h"
+#include "queue/queue_file.h"
+#include "server.h"
+
+struct qent {
+	struct queue_entry e;         /* first: a queue_entry * is a qent * */
+	struct qent *prev, *next;
+	int state_durable;            /* state/<ID> exists and state/ was fsynced */
+};
+
+struct commit_job;
+
+struct queue {
+	struct server *srv;
+	char *dir;
+	int tmp_fd, msg_fd, state_fd, corrupt_fd;
+	struct qent *head, *tail;
+	size_t count;
+	queue_ready_cb *ready_cb;
+	void *ready_arg;
+	struct commit_job *dirsync_wait;   /* renamed, waiting for a dir fsync */
+	struct commit_job *dirsync_batch;  /* in the running dir fsync */
+	int dirsync_running;
+	unsigned inflight;                 /* worker jobs not yet done */
+};
+
+struct queue_writer {
+	struct queue *q;
+	int fd;
+	char id[ID_LEN + 1];
+	uint64_t size;
+	uint32_t crc;
+};
+
+struct commit_job {
+	struct queue *q;
+	int fd;
+	char id[ID_LEN + 1];
+	uint64_t body_size;
+	uint32_t crc;
+	struct queue_envelope env;
+	struct buf trailer;
+	int error;
+	struct timespec started;
+	queue_commit_cb *cb;
+	void *arg;
+	struct commit_job *next;
+};
+
+static struct qent *
+qent_of(struct queue_entry *e)
+{
+	return (struct qent *)e;
+}
+
+static void
+queue_update_metric(struct queue *q)
+{
+	atomic_store(&q->srv->metrics.queue_messages, (long long)q->count);
+}
+
+static void
+queue_link(struct queue *q, struct qent *qe)
+{
+	qe->prev = q->tail;
+	qe->next = NULL;
+	if (q->tail != NULL)
+		q->tail->next = qe;
+	else
+		q->head = qe;
+	q->tail = qe;
+	q->count++;
+	queue_update_metric(q);
+}
+
+static void
+queue_unlink(struct queue *q, struct qent *qe)
+{
+	if (qe->prev != NULL)
+		qe->prev->next = qe->next;
+	else
+		q->head = qe->next;
+	if (qe->next != NULL)
+		qe->next->prev = qe->prev;
+	else
+		q->tail = qe->prev;
+	q->count--;
+	queue_update_metric(q);
+}
+
+static void
+qent_free(struct qent *qe)
+{
+	queue_envelope_free(&qe->e.env);
+	free(qe);
+}
+
+/* ---------------------------------------------------------------- names */
+
+const char *
+queue_direction_name(enum queue_direction d)
+{
+	switch (d) {
+	case QUEUE_INBOUND: return "inbound";
+	case QUEUE_OUTBOUND: return "outbound";
+	case QUEUE_BOUNCE: return "bounce";
+	}
+	return "unknown";
+}
+
+const char *
+queue_rcpt_state_name(enum queue_rcpt_state s)
+{
+	switch (s) {
+	case RCPT_PENDING: return "pending";
+	case RCPT_DELIVERED: return "delivered";
+	case RCPT_BOUNCED: return "bounced";
+	case RCPT_EXPIRED: return "expired";
+	case RCPT_DELETED: return "deleted";
+	}
+	return "unknown";
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+void
+queue_envelope_free(struct queue_envelope *env)
+{
+	free(env->tenant);
+	free(env->sender);
+	free(env->envid);
+	free(env->client_addr);
+	free(env->client_helo);
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		free(env->rcpts[i].addr);
+		free(env->rcpts[i].orcpt);
+		free(env->rcpts[i].last_reply);
+	}
+	free(env->rcpts);
+	memset(env, 0, sizeof(*env));
+}
+
+void
+queue_envelope_copy(struct queue_envelope *dst, const struct queue_envelope *src)
+{
+	*dst = *src;
+	dst->tenant = dup_or_null(src->tenant);
+	dst->sender = xstrdup(src->sender != NULL ? src->sender : "");
+	dst->envid = dup_or_null(src->envid);
+	dst->client_addr = dup_or_null(src->client_addr);
+	dst->client_helo = dup_or_null(src->client_helo);
+	dst->rcpts = xcalloc(src->nrcpts > 0 ? src->nrcpts : 1, sizeof(*dst->rcpts));
+	for (size_t i = 0; i < src->nrcpts; i++) {
+		dst->rcpts[i] = src->rcpts[i];
+		dst->rcpts[i].addr = xstrdup(src->rcpts[i].addr);
+		dst->rcpts[i].orcpt = dup_or_null(src->rcpts[i].orcpt);
+		dst->rcpts[i].last_reply = dup_or_null(src->rcpts[i].last_reply);
+	}
+}
+
+/* ------------------------------------------------------------ recovery */
+
+static int
+open_subdir(struct queue *q, const char *name, int *fd_r, char **err_r)
+{
+	struct buf path = BUF_INIT;
+	buf_appendf(&path, "%s/%s", q->dir, name);
+	if (sys_mkdir_p(buf_cstr(&path), 0700) < 0 ||
+	    (*fd_r = open(buf_cstr(&path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		struct buf e = BUF_INIT;
+		buf_appendf(&e, "%s: %s", buf_cstr(&path), strerror(errno));
+		*err_r = buf_steal(&e);
+		buf_free(&path);
+		return -1;
+	}
+	buf_free(&path);
+	return 0;
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted names of the regular entries of a directory (caller frees). */
+static char **
+list_dir(int dirfd, size_t *n_r)
+{
+	size_t n = 0, cap = 16;
+	char **names = xcalloc(cap, sizeof(*names));
+	int fd = dup(dirfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
+		*n_r = 0;
+		return names;
+	}
+	rewinddir(d);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (n == cap) {
+			cap *= 2;
+			names = xrealloc(names, cap * sizeof(*names));
+		}
+		names[n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), name_cmp);
+	*n_r = n;
+	return names;
+}
+
+static void
+free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+static void
+queue_purge_tmp(struct queue *q)
+{
+	size_t n;
+	char **names = list_dir(q->tmp_fd, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (sys_unlinkat(q->tmp_fd, names[i]) < 0)
+			log_warn("queue_purge_failed", "file=tmp/%s errno=%d", log_str(names[i]), errno);
+		else
+			log_info("queue_purged", "file=tmp/%s reason=incomplete", log_str(names[i]));
+	}
+	free_names(names, n);
+}
+
+static void
+queue_move_corrupt(struct queue *q, const char *name, const char *why)
+{
+	log_warn("queue_corrupt", "file=msg/%s reason=%s", log_str(name), log_str(why));
+	if (sys_renameat(q->msg_fd, name, q->corrupt_fd, name) < 0)
+		log_error("queue_corrupt_move_failed", "file=msg/%s errno=%d", log_str(name), errno);
+}
+
+/* Loads state/<ID>; a torn last record (crash mid-append) is cut off so later appends count. */
+static void
+queue_load_state(struct queue *q, struct qent *qe)
+{
+	int fd = openat(q->state_fd, qe->e.env.id, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	struct buf b = BUF_INIT;
+	char chunk[8192];
+	ssize_t n;
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+		buf_append(&b, chunk, (size_t)n);
+	size_t good = qstate_apply(&qe->e, b.data != NULL ? b.data : "", b.len);
+	if (good < b.len) {
+		log_warn("queue_state_torn", "id=%s kept=%zu dropped=%zu", qe->e.env.id, good,
+		    b.len - good);
+		if (ftruncate(fd, (off_t)good) < 0 || sys_fsync(fd) < 0)
+			log_error("queue_state_truncate_failed", "id=%s errno=%d", qe->e.env.id, errno);
+	}
+	close(fd);
+	qe->state_durable = 1;
+	buf_free(&b);
+}
+
+static void
+queue_load_one(struct queue *q, const char *name)
+{
+	const char *why = "bad name";
+	struct qent *qe = xcalloc(1, sizeof(*qe));
+	int fd = -1;
+	if (id_valid(name)) {
+		fd = openat(q->msg_fd, name, O_RDONLY | O_CLOEXEC);
+		why = fd < 0 ? "cannot open" : NULL;
+	}
+	if (why == NULL && qfile_load(fd, &qe->e, &why) == 0 && strcmp(qe->e.env.id, name) != 0)
+		why = "id does not match the file name";
+	if (fd >= 0)
+		close(fd);
+	if (why != NULL) {
+		queue_move_corrupt(q, name, why);
+		qent_free(qe);
+		return;
+	}
+	queue_load_state(q, qe);
+	queue_link(q, qe);
+	if (queue_entry_finished(&qe->e)) {
+		log_info("queue_finished_at_start", "id=%s", qe->e.env.id);
+		queue_entry_remove(q, &qe->e);
+	}
+}
+
+static void
+queue_purge_orphan_states(struct queue *q)
+{
+	size_t n;
+	char **names = list_dir(q->state_fd, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (queue_entry_find(q, names[i]) != NULL)
+			continue;
+		if (sys_unlinkat(q->state_fd, names[i]) < 0)
+			log_warn("queue_purge_failed", "file=state/%s errno=%d", log_str(names[i]), errno);
+	}
+	free_names(names, n);
+}
+
+static void
+queue_recover(struct queue *q)
+{
+	size_t n;
+	queue_purge_tmp(q);
+	char **names = list_dir(q->msg_fd, &n);
+	for (size_t i = 0; i < n; i++)
+		queue_load_one(q, names[i]);
+	free_names(names, n);
+	queue_purge_orphan_states(q);
+	log_info("queue_recovered", "messages=%zu", q->count);
+}
+
+int
+queue_open(struct server *srv, struct queue **q_r, char **err_r)
+{
+	struct queue *q = xcalloc(1, sizeof(*q));
+	struct buf dir = BUF_INIT;
+	q->srv = srv;
+	q->tmp_fd = q->msg_fd = q->state_fd = q->corrupt_fd = -1;
+	buf_appendf(&dir, "%s/queue", srv->cfg->data_dir);
+	q->dir = buf_steal(&dir);
+	if (open_subdir(q, "tmp", &q->tmp_fd, err_r) < 0 ||
+	    open_subdir(q, "msg", &q->msg_fd, err_r) < 0 ||
+	    open_subdir(q, "state", &q->state_fd, err_r) < 0 ||
+	    open_subdir(q, "corrupt", &q->corrupt_fd, err_r) < 0) {
+		queue_close(&q);
+		return -1;
+	}
+	queue_recover(q);
+	*q_r = q;
+	return 0;
+}
+
+void
+queue_close(struct queue **qp)
+{
+	struct queue *q = *qp;
+	if (q == NULL)
+		return;
+	/* Worker jobs hold pointers into q: let them finish first. */
+	/* Stops when re-entered (-1) or when nothing could still come (1). */
+	while (q->inflight > 0 && q->srv->base != NULL)
+		if (event_base_loop(q->srv->base, EVLOOP_ONCE) != 0)
+			break;
+	if (q->inflight > 0) {
+		/* Called from inside the loop: leave q to the jobs rather than free it. */
+		log_error("queue_close_busy", "jobs=%u", q->inflight);
+		*qp = NULL;
+		return;
+	}
+	while (q->head != NULL) {
+		struct qent *qe = q->head;
+		queue_unlink(q, qe);
+		qent_free(qe);
+	}
+	int *fds[] = { &q->tmp_fd, &q->msg_fd, &q->state_fd, &q->corrupt_fd };
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+	free(q->dir);
+	free(q);
+	*qp = NULL;
+}
+
+void
+queue_set_ready_listener(struct queue *q, queue_ready_cb *cb, void *arg)
+{
+	q->ready_cb = cb;
+	q->ready_arg = arg;
+}
+
+void
+queue_announce_all(struct queue *q)
+{
+	struct qent *qe = q->head;
+	while (qe != NULL) {
+		struct qent *next = qe->next;
+		if (q->ready_cb != NULL)
+			q->ready_cb(q->ready_arg, &qe->e);
+		qe = next;
+	}
+}
+
+/* -------------------------------------------------------------- writer */
+
+struct queue_writer *
+queue_writer_new(struct queue *q, const char *id, char **err_r)
+{
+	int fd = sys_openat(q->tmp_fd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		struct buf e = BUF_INIT;
+		buf_appendf(&e, "queue: cannot create tmp/%s: %s", id, strerror(errno));
+		*err_r = buf_steal(&e);
+		return NULL;
+	}
+	struct queue_writer *w = xcalloc(1, sizeof(*w));
+	w->q = q;
+	w->fd = fd;
+	snprintf(w->id, sizeof(w->id), "%s", id);
+	return w;
+}
+
+int
+queue_writer_append(struct queue_writer *w, const void *data, size_t len)
+{
+	if (len == 0)
+		return 0;
+	if (sys_write_all(w->fd, data, len) < 0)
+		return -1;
+	w->crc = qfile_crc32(w->crc, data, len);
+	w->size += len;
+	return 0;
+}
+
+uint64_t
+queue_writer_size(const struct queue_writer *w)
+{
+	return w->size;
+}
+
+void
+queue_writer_abort(struct queue_writer **wp)
+{
+	struct queue_writer *w = *wp;
+	if (w == NULL)
+		return;
+	close(w->fd);
+	if (sys_unlinkat(w->q->tmp_fd, w->id) < 0 && errno != ENOENT)
+		log_warn("queue_unlink_failed", "file=tmp/%s errno=%d", w->id, errno);
+	free(w);
+	*wp = NULL;
+}
+
+/* Worker thread: envelope + END, fsync, close, rename tmp→msg. */
+static void
+commit_work(void *arg)
+{
+	struct commit_job *j = arg;
+	struct queue *q = j->q;
+	if (sys_write_all(j->fd, j->trailer.data, j->trailer.len) < 0 || sys_fsync(j->fd) < 0) {
+		j->error = errno;
+		close(j->fd);
+	} else if (sys_close(j->fd) < 0) {
+		j->error = errno;
+	} else if (sys_renameat(q->tmp_fd, j->id, q->msg_fd, j->id) < 0) {
+		j->error = errno;
+	}
+	j->fd = -1;
+	if (j->error != 0)
+		unlinkat(q->tmp_fd, j->id, 0);
+}
+
+static void
+dirsync_work(void *arg)
+{
+	struct queue *q = arg;
+	int error = sys_fsync(q->msg_fd) < 0 ? errno : 0;
+	for (struct commit_job *j = q->dirsync_batch; j != NULL; j = j->next) {
+		j->error = error;
+		if (error != 0)
+			unlinkat(q->msg_fd, j->id, 0);
+	}
+}
+
+static void
+commit_job_free(struct commit_job *j)
+{
+	queue_envelope_free(&j->env);
+	buf_free(&j->trailer);
+	free(j);
+}
+
+static uint64_t
+elapsed_us(const struct timespec *start)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	int64_t us = (int64_t)(now.tv_sec - start->tv_sec) * 1000000 +
+	    (now.tv_nsec - start->tv_nsec) / 1000;
+	return us > 0 ? (uint64_t)us : 0;
+}
+
+/* Loop thread: a commit is durable (or failed); make it an entry. */
+static void
+commit_finish(struct commit_job *j)
+{
+	struct queue *q = j->q;
+	struct qent *qe = NULL;
+	if (j->error == 0) {
+		qe = xcalloc(1, sizeof(*qe));
+		qe->e.env = j->env;
+		memset(&j->env, 0, sizeof(j->env));
+		qe->e.body_size = j->body_size;
+		queue_link(q, qe);
+		log_debug("queue_committed", "id=%s size=%" PRIu64 " us=%" PRIu64, j->id,
+		    j->body_size, elapsed_us(&j->started));
+	} else {
+		log_error("queue_commit_failed", "id=%s errno=%d error=%s", j->id, j->error,
+		    strerror(j->error));
+	}
+	j->cb(j->arg, j->error);
+	if (qe != NULL && q->ready_cb != NULL)
+		q->ready_cb(q->ready_arg, &qe->e);
+	commit_job_free(j);
+}
+
+static void dirsync_start(struct queue *q);
+
+static void
+dirsync_done(void *arg)
+{
+	struct queue *q = arg;
+	struct commit_job *j = q->dirsync_batch;
+	q->inflight--;
+	q->dirsync_batch = NULL;
+	q->dirsync_running = 0;
+	size_t n = 0;
+	for (struct commit_job *k = j; k != NULL; k = k->next)
+		n++;
+	log_debug("queue_group_commit", "messages=%zu error=%d", n, j != NULL ? j->error : 0);
+	while (j != NULL) {
+		struct commit_job *next = j->next;
+		commit_finish(j);
+		j = next;
+	}
+	if (q->dirsync_wait != NULL)
+		dirsync_start(q);
+}
+
+static void
+dirsync_start(struct queue *q)
+{
+	q->dirsync_batch = q->dirsync_wait;
+	q->dirsync_wait = NULL;
+	q->dirsync_running = 1;
+	q->inflight++;
+	worker_submit(q->srv->workers, dirsync_work, dirsync_done, q);
+}
+
+static void
+commit_done(void *arg)
+{
+	struct commit_job *j = arg;
+	struct queue *q = j->q;
+	q->inflight--;
+	if (j->error != 0) {
+		commit_finish(j);
+		return;
+	}
+	/* Group commit: join the batch waiting for the next msg/ fsync. */
+	j->next = q->dirsync_wait;
+	q->dirsync_wait = j;
+	if (!q->dirsync_running)
+		dirsync_start(q);
+}
+
+void
+queue_writer_commit(struct queue_writer *w, const struct queue_envelope *env,
+    queue_commit_cb *cb, void *arg)
+{
+	struct commit_job *j = xcalloc(1, sizeof(*j));
+	struct queue *q = w->q;
+	clock_gettime(CLOCK_MONOTONIC, &j->started);
+	j->q = q;
+	j->fd = w->fd;
+	memcpy(j->id, w->id, sizeof(j->id));
+	j->body_size = w->size;
+	j->cb = cb;
+	j->arg = arg;
+	queue_envelope_copy(&j->env, env);
+	memcpy(j->env.id, w->id, sizeof(j->env.id));
+	for (size_t i = 0; i < j->env.nrcpts; i++)
+		j->env.rcpts[i].state = RCPT_PENDING;
+	qfile_encode_envelope(&j->env, &j->trailer);
+	uint32_t crc = qfile_crc32(w->crc, j->trailer.data, j->trailer.len);
+	qfile_encode_end(w->size, (uint32_t)j->trailer.len, crc, &j->trailer);
+	free(w);
+	q->inflight++;
+	worker_submit(q->srv->workers, commit_work, commit_done, j);
+}
+
+void
+queue_inject(struct queue *q, const struct queue_envelope *env, const void *data,
+    size_t len, queue_commit_cb *cb, void *arg)
+{
+	char *err = NULL;
+	struct queue_writer *w = queue_writer_new(q, env->id, &err);
+	if (w == NULL) {
+		int e = errno != 0 ? errno : EIO;
+		log_error("queue_inject_failed", "id=%s error=%s", env->id, log_str(err));
+		free(err);
+		cb(arg, e);
+		return;
+	}
+	if (queue_writer_append(w, data, len) < 0) {
+		int e = errno;
+		queue_writer_abort(&w);
+		cb(arg, e);
+		return;
+	}
+	queue_writer_commit(w, env, cb, arg);
+}
+
+/* ------------------------------------------------------------- entries */
+
+struct queue_entry *
+queue_entry_find(struct queue *q, const char *id)
+{
+	for (struct qent *qe = q->head; qe != NULL; qe = qe->next)
+		if (strcmp(qe->e.env.id, id) == 0)
+			return &qe->e;
+	return NULL;
+}
+
+int
+queue_entry_open_body(struct queue *q, const struct queue_entry *e)
+{
+	return openat(q->msg_fd, e->env.id, O_RDONLY | O_CLOEXEC);
+}
+
+int
+queue_entry_finished(const struct queue_entry *e)
+{
+	for (size_t i = 0; i < e->env.nrcpts; i++)
+		if (e->env.rcpts[i].state == RCPT_PENDING)
+			return 0;
+	return 1;
+}
+
+struct record_job {
+	struct queue *q;
+	struct qent *qe;
+	struct buf data;
+	int fsync_dir;
+	int error;
+	size_t n;
+	size_t *idx;
+	enum queue_rcpt_state *states;
+	char **replies;
+	queue_done_cb *cb;
+	void *arg;
+};
+
+/* Appends data to state/<ID>; fsyncs when asked (and state/ the first time). */
+static int
+state_append(struct queue *q, const char *id, const struct buf *data, int sync, int sync_dir)
+{
+	int fd = sys_openat(q->state_fd, id, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	if (sys_write_all(fd, data->data, data->len) < 0 || (sync && sys_fsync(fd) < 0)) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	if (sys_close(fd) < 0)
+		return -1;
+	if (sync && sync_dir && sys_fsync(q->state_fd) < 0)
+		return -1;
+	return 0;
+}
+
+static void
+record_work(void *arg)
+{
+	struct record_job *j = arg;
+	if (state_append(j->q, j->qe->e.env.id, &j->data, 1, j->fsync_dir) < 0)
+		j->error = errno;
+}
+
+static void
+record_done(void *arg)
+{
+	struct record_job *j = arg;
+	j->q->inflight--;
+	if (j->error == 0) {
+		j->qe->state_durable = 1;
+		for (size_t i = 0; i < j->n; i++) {
+			struct queue_rcpt *r = &j->qe->e.env.rcpts[j->idx[i]];
+			r->state = j->states[i];
+			if (j->replies[i] != NULL) {
+				free(r->last_reply);
+				r->last_reply = j->replies[i];
+				j->replies[i] = NULL;
+			}
+		}
+	} else {
+		log_error("queue_record_failed", "id=%s errno=%d error=%s", j->qe->e.env.id,
+		    j->error, strerror(j->error));
+	}
+	if (j->cb != NULL)
+		j->cb(j->arg, j->error);
+	for (size_t i = 0; i < j->n; i++)
+		free(j->replies[i]);
+	free(j->replies);
+	free(j->idx);
+	free(j->states);
+	buf_free(&j->data);
+	free(j);
+}
+
+void
+queue_entry_record(struct queue *q, struct queue_entry *e, const size_t *idx,
+    const enum queue_rcpt_state *states, const char *const *replies, size_t n,
+    queue_done_cb *cb, void *arg)
+{
+	struct record_job *j = xcalloc(1, sizeof(*j));
+	j->q = q;
+	j->qe = qent_of(e);
+	j->fsync_dir = !j->qe->state_durable;
+	j->n = 0;
+	j->idx = xcalloc(n + 1, sizeof(*j->idx));
+	j->states = xcalloc(n + 1, sizeof(*j->states));
+	j->replies = xcalloc(n + 1, sizeof(*j->replies));
+	j->cb = cb;
+	j->arg = arg;
+	for (size_t i = 0; i < n; i++) {
+		if (idx[i] >= e->env.nrcpts)
+			continue;
+		struct buf p = BUF_INIT;
+		const char *reply = replies != NULL ? replies[i] : NULL;
+		buf_appendf(&p, "%zu\t%d\t%s", idx[i], (int)states[i], reply != NULL ? reply : "");
+		qstate_encode(QSTATE_RCPT, buf_cstr(&p), &j->data);
+		buf_free(&p);
+		j->idx[j->n] = idx[i];
+		j->states[j->n] = states[i];
+		j->replies[j->n] = dup_or_null(reply);
+		j->n++;
+	}
+	q->inflight++;
+	worker_submit(q->srv->workers, record_work, record_done, j);
+}
+
+void
+queue_entry_note_attempt(struct queue *q, struct queue_entry *e)
+{
+	struct buf p = BUF_INIT, rec = BUF_INIT;
+	buf_appendf(&p, "%u\t%lld\t%lld", e->attempts, (long long)e->next_attempt,
+	    (long long)e->last_attempt);
+	qstate_encode(QSTATE_ATTEMPT, buf_cstr(&p), &rec);
+	if (state_append(q, e->env.id, &rec, 0, 0) < 0)
+		log_warn("queue_note_failed", "id=%s errno=%d", e->env.id, errno);
+	buf_free(&p);
+	buf_free(&rec);
+}
+
+int
+queue_entry_set_hold(struct queue *q, struct queue_entry *e, int held)
+{
+	struct buf rec = BUF_INIT;
+	struct qent *qe = qent_of(e);
+	/* An administrator's command: a small synchronous fsync is acceptable here. */
+	qstate_encode(QSTATE_HOLD, held ? "1" : "0", &rec);
+	int rc = state_append(q, e->env.id, &rec, 1, !qe->state_durable);
+	buf_free(&rec);
+	if (rc < 0) {
+		log_error("queue_hold_failed", "id=%s errno=%d", e->env.id, errno);
+		return -1;
+	}
+	qe->state_durable = 1;
+	e->held = held ? 1 : 0;
+	log_info(held ? "held" : "released", "id=%s tenant=%s", e->env.id,
+	    log_str(e->env.tenant != NULL ? e->env.tenant : "-"));
+	return 0;
+}
+
+void
+queue_entry_remove(struct queue *q, struct queue_entry *e)
+{
+	struct qent *qe = qent_of(e);
+	if (sys_unlinkat(q->msg_fd, e->env.id) < 0 && errno != ENOENT)
+		log_error("queue_unlink_failed", "file=msg/%s errno=%d", e->env.id, errno);
+	else if (sys_unlinkat(q->state_fd, e->env.id) < 0 && errno != ENOENT)
+		log_warn("queue_unlink_failed", "file=state/%s errno=%d", e->env.id, errno);
+	log_info("removed", "id=%s", e->env.id);
+	queue_unlink(q, qe);
+	qent_free(qe);
+}
+
+void
+queue_foreach(struct queue *q, queue_foreach_cb *cb, void *arg)
+{
+	struct qent *qe = q->head;
+	while (qe != NULL) {
+		struct qent *next = qe->next;
+		cb(arg, &qe->e);
+		qe = next;
+	}
+}
+
+size_t
+queue_count(const struct queue *q)
+{
+	return q->count;
+}
