@@ -37,6 +37,19 @@
 #include "lib/log.h"
 #include "lib/mem.h"
 #include "server.h"
+#include "auth/principal.h"
+
+/*
+ * Whoever can open control.sock (mode 0600, in a 0700 directory) is the
+ * daemon's own user: the local operator.
+ */
+static const struct principal control_local_operator = {
+	.role = ROLE_OPERATOR,
+	.actor = (char *)"cli@local",
+	.tenant = NULL,
+	.user_id = 0,
+	.source = (char *)"local",
+};
 
 #define CONTROL_MAX_REQUEST (64 * 1024)
 #define CONTROL_TIMEOUT_SEC 30
@@ -140,7 +153,7 @@ control_answer(struct control *ctl, const char *line, size_t len)
 	json_t *result = NULL;
 	char *err = NULL;
 	json_t *resp;
-	if (control_dispatch(ctl->srv, cmd, args, &result, &err) == 0) {
+	if (control_dispatch(ctl->srv, &control_local_operator, cmd, args, &result, &err) == 0) {
 		resp = json_pack("{s:b, s:o}", "ok", 1, "result", result ? result : json_null());
 	} else {
 		resp = json_pack("{s:b, s:s}", "ok", 0, "error", err ? err : "failed");

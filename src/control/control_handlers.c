@@ -20,17 +20,10 @@
 #include "lib/netaddr.h"
 #include "lib/strutil.h"
 #include "queue/queue.h"
+#include "audit/audit.h"
+#include "auth/principal.h"
 #include "server.h"
 #include "store/store.h"
-
-typedef int control_handler_fn(struct server *srv, json_t *args, json_t **result_r,
-    char **err_r);
-
-struct control_command {
-	const char *name;
-	int mutating;          /* logs an "admin" line when it succeeds */
-	control_handler_fn *fn;
-};
 
 static void
 control_err(char **err_r, const char *fmt, const char *a)
@@ -98,7 +91,7 @@ control_tenant_json(const struct store_tenant *t)
 }
 
 static int
-control_tenant_add(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_tenant_add(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	const char *name = control_arg(args, "name", err_r);
 	const char *region = control_opt(args, "region");
@@ -126,7 +119,7 @@ control_tenant_add(struct server *srv, json_t *args, json_t **result_r, char **e
 }
 
 static int
-control_tenant_list(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_tenant_list(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	struct store_tenant *list;
 	size_t n;
@@ -166,7 +159,7 @@ control_relays_json(struct store_relay *list, size_t n)
 }
 
 static int
-control_tenant_show(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_tenant_show(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	const char *name = control_arg(args, "name", err_r);
 	struct store_tenant t;
@@ -197,7 +190,7 @@ control_tenant_show(struct server *srv, json_t *args, json_t **result_r, char **
 }
 
 static int
-control_tenant_remove(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_tenant_remove(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	const char *name = control_arg(args, "name", err_r);
 	if (name == NULL || store_tenant_remove(srv->store, name, err_r) < 0)
@@ -230,7 +223,7 @@ control_relay_result(const char *tenant, const char *cidr)
 }
 
 static int
-control_domain_add(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_domain_add(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	const char *tenant = control_arg(args, "tenant", err_r);
 	const char *domain = tenant ? control_arg(args, "domain", err_r) : NULL;
@@ -241,7 +234,7 @@ control_domain_add(struct server *srv, json_t *args, json_t **result_r, char **e
 }
 
 static int
-control_domain_remove(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_domain_remove(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	const char *tenant = control_arg(args, "tenant", err_r);
 	const char *domain = tenant ? control_arg(args, "domain", err_r) : NULL;
@@ -278,13 +271,13 @@ control_domain_list_common(struct server *srv, const char *tenant, int routed_on
 }
 
 static int
-control_domain_list(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_domain_list(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	return control_domain_list_common(srv, control_opt(args, "tenant"), 0, result_r, err_r);
 }
 
 static int
-control_route_set(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_route_set(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	const char *domain = control_arg(args, "domain", err_r);
 	const char *url = domain ? control_arg(args, "url", err_r) : NULL;
@@ -308,13 +301,13 @@ control_route_set(struct server *srv, json_t *args, json_t **result_r, char **er
 }
 
 static int
-control_route_list(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_route_list(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	return control_domain_list_common(srv, NULL, 1, result_r, err_r);
 }
 
 static int
-control_relay_add(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_relay_add(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	const char *tenant = control_arg(args, "tenant", err_r);
 	const char *cidr = tenant ? control_arg(args, "cidr", err_r) : NULL;
@@ -325,7 +318,7 @@ control_relay_add(struct server *srv, json_t *args, json_t **result_r, char **er
 }
 
 static int
-control_relay_remove(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_relay_remove(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	const char *tenant = control_arg(args, "tenant", err_r);
 	const char *cidr = tenant ? control_arg(args, "cidr", err_r) : NULL;
@@ -336,7 +329,7 @@ control_relay_remove(struct server *srv, json_t *args, json_t **result_r, char *
 }
 
 static int
-control_relay_list(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_relay_list(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	struct store_relay *list;
 	size_t n;
@@ -379,7 +372,7 @@ control_queue_list_cb(void *arg, struct queue_entry *e)
 }
 
 static int
-control_queue_list(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_queue_list(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	json_t *arr = json_array();
 	queue_foreach(srv->queue, control_queue_list_cb, arr);
@@ -401,7 +394,7 @@ control_queue_entry(struct server *srv, json_t *args, char **err_r)
 }
 
 static int
-control_queue_show(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_queue_show(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	struct queue_entry *e = control_queue_entry(srv, args, err_r);
 	if (e == NULL)
@@ -428,19 +421,19 @@ control_queue_set_hold(struct server *srv, json_t *args, int held, json_t **resu
 }
 
 static int
-control_queue_hold(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_queue_hold(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	return control_queue_set_hold(srv, args, 1, result_r, err_r);
 }
 
 static int
-control_queue_release(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_queue_release(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	return control_queue_set_hold(srv, args, 0, result_r, err_r);
 }
 
 static int
-control_queue_delete(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_queue_delete(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	const char *id = control_arg(args, "id", err_r);
 	if (id == NULL)
@@ -454,7 +447,7 @@ control_queue_delete(struct server *srv, json_t *args, json_t **result_r, char *
 }
 
 static int
-control_queue_flush(struct server *srv, json_t *args, json_t **result_r, char **err_r)
+control_queue_flush(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
 	size_t n = queue_count(srv->queue);
 	if (srv->sched != NULL)
@@ -465,7 +458,7 @@ control_queue_flush(struct server *srv, json_t *args, json_t **result_r, char **
 
 /* ---- dispatch ------------------------------------------------------------ */
 
-static const struct control_command control_commands[] = {
+const struct control_command control_core_commands[] = {
 	{ "tenant.add", 1, control_tenant_add },
 	{ "tenant.list", 0, control_tenant_list },
 	{ "tenant.show", 0, control_tenant_show },
@@ -484,6 +477,13 @@ static const struct control_command control_commands[] = {
 	{ "queue.hold", 1, control_queue_hold },
 	{ "queue.release", 1, control_queue_release },
 	{ "queue.delete", 1, control_queue_delete },
+	{ NULL, 0, NULL },
+};
+
+static const struct control_command *const control_tables[] = {
+	control_core_commands,
+	control_identity_commands,
+	control_audit_commands,
 };
 
 /* "k=v k2=v2" of the string arguments, for the admin log line. */
@@ -502,25 +502,66 @@ control_log_admin(const char *cmd, json_t *args)
 	buf_free(&b);
 }
 
+const char *
+control_audit_object(json_t *args)
+{
+	static const char *const keys[] = { "tenant", "domain", "cidr", "id", "address", "name" };
+	static __thread char out[512];
+	size_t o = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const char *v = json_string_value(json_object_get(args, keys[i]));
+		if (v == NULL)
+			continue;
+		int n = snprintf(out + o, sizeof(out) - o, "%s%s:%s", o ? " " : "", keys[i], v);
+		if (n < 0 || (size_t)n >= sizeof(out) - o)
+			break;
+		o += (size_t)n;
+	}
+	return out;
+}
+
+static const struct control_command *
+control_find(const char *cmd)
+{
+	for (size_t t = 0; t < sizeof(control_tables) / sizeof(control_tables[0]); t++)
+		for (const struct control_command *c = control_tables[t]; c->name != NULL; c++)
+			if (strcmp(c->name, cmd) == 0)
+				return c;
+	return NULL;
+}
+
+/*
+ * The one path every administrative request takes, from the CLI or the
+ * HTTP API: find the command, authorise the principal, run the handler,
+ * and record the outcome of every mutating command in the audit trail.
+ */
 int
-control_dispatch(struct server *srv, const char *cmd, json_t *args, json_t **result_r,
-    char **err_r)
+control_dispatch(struct server *srv, const struct principal *who, const char *cmd, json_t *args,
+    json_t **result_r, char **err_r)
 {
 	*result_r = NULL;
-	for (size_t i = 0; i < sizeof(control_commands) / sizeof(control_commands[0]); i++) {
-		const struct control_command *c = &control_commands[i];
-		if (strcmp(c->name, cmd) != 0)
-			continue;
-		if (c->fn(srv, args, result_r, err_r) < 0) {
-			log_info("admin_refused", "cmd=%s reason=%s", c->name,
-			    log_str(*err_r ? *err_r : "?"));
-			return -1;
-		}
-		if (c->mutating)
-			control_log_admin(c->name, args);
-		return 0;
+	const struct control_command *c = control_find(cmd);
+	if (c == NULL) {
+		log_warn("control_bad_request", "cmd=%s error=unknown_command", log_str(cmd));
+		control_err(err_r, "unknown command '%s'", cmd);
+		return -1;
 	}
-	log_warn("control_bad_request", "cmd=%s error=unknown_command", log_str(cmd));
-	control_err(err_r, "unknown command '%s'", cmd);
-	return -1;
+	if (control_authorize(srv, who, c, args, err_r) < 0) {
+		if (c->mutating)
+			audit_record(srv, who, c->name, control_audit_object(args), "denied", NULL);
+		return -1;
+	}
+	if (c->fn(srv, who, args, result_r, err_r) < 0) {
+		log_info("admin_refused", "cmd=%s reason=%s", c->name,
+		    log_str(*err_r ? *err_r : "?"));
+		if (c->mutating)
+			audit_record(srv, who, c->name, control_audit_object(args), "failed", *err_r);
+		return -1;
+	}
+	if (c->mutating) {
+		control_log_admin(c->name, args);
+		audit_record(srv, who, c->name, control_audit_object(args), "ok", NULL);
+	}
+	return 0;
 }

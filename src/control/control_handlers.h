@@ -3,7 +3,8 @@
  * "queue.list", ...).  control.c parses a request and calls
  * control_dispatch() on the loop thread; it returns 0 with *result_r (a new
  * jansson reference, or NULL for "no result") or -1 with *err_r (a human
- * reason, caller frees).  Every mutating command logs an "admin" line.
+ * reason, caller frees).  Every mutating command logs an "admin" line
+ * and is recorded in the audit trail; every command is authorised first.
  */
 #ifndef MAILARK_CONTROL_CONTROL_HANDLERS_H
 #define MAILARK_CONTROL_CONTROL_HANDLERS_H
@@ -11,8 +12,33 @@
 #include <jansson.h>
 
 struct server;
+struct principal;
 
-int control_dispatch(struct server *srv, const char *cmd, json_t *args, json_t **result_r,
-    char **err_r);
+typedef int control_handler_fn(struct server *srv, const struct principal *who, json_t *args,
+    json_t **result_r, char **err_r);
+
+struct control_command {
+	const char *name;
+	int mutating;          /* logs an "admin" line and an audit entry */
+	control_handler_fn *fn;
+};
+
+/* Command tables, each ended by an entry whose name is NULL. */
+extern const struct control_command control_core_commands[];     /* control_handlers.c */
+extern const struct control_command control_identity_commands[]; /* control_identity.c */
+extern const struct control_command control_audit_commands[];    /* control_audit.c */
+
+int control_dispatch(struct server *srv, const struct principal *who, const char *cmd,
+    json_t *args, json_t **result_r, char **err_r);
+
+/*
+ * Authorisation, in one place (control_authz.c): may `who` run `c` with
+ * these arguments?  Objects of another tenant are reported as not found,
+ * never as forbidden.  0 allowed; -1 with *err_r.
+ */
+int control_authorize(struct server *srv, const struct principal *who,
+    const struct control_command *c, json_t *args, char **err_r);
+/* "tenant:acme domain:acme.example" — what an audit entry names as object. */
+const char *control_audit_object(json_t *args);
 
 #endif

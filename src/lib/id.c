@@ -21,19 +21,26 @@ id_generate(char out[ID_LEN + 1])
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
 		rnd = (uint32_t)tv.tv_usec;
 
-	/* Within one millisecond keep ids increasing: the low bits count. */
+	/*
+	 * Within one millisecond keep ids increasing: an 18-bit counter that
+	 * starts at a random value below 2^17 and, should it ever fill up,
+	 * borrows the next millisecond.
+	 */
 	pthread_mutex_lock(&lock);
 	if (ms <= last_ms) {
 		ms = last_ms;
-		seq++;
+		if (++seq >= (1u << 18)) {
+			ms = ++last_ms;
+			seq = 0;
+		}
 	} else {
 		last_ms = ms;
-		seq = rnd & 0xfffff;
+		seq = rnd & 0x1ffff;
 	}
-	uint64_t low = ((uint64_t)(seq & 0xfffff) << 12) | (rnd >> 20);
+	uint64_t low = ((uint64_t)seq << 12) | (rnd >> 20);
 	pthread_mutex_unlock(&lock);
 
-	/* 48-bit time → 10 chars (50 bits), 32-bit low → 6 chars (30 bits used + 2 spare). */
+	/* Time → 10 chars (50 bits); counter and random → 6 chars (30 bits). */
 	uint64_t hi = ms & ((1ULL << 50) - 1);
 	for (int i = 9; i >= 0; i--) {
 		out[i] = id_alphabet[hi & 31];

@@ -59,6 +59,38 @@ log_enabled(enum log_level level)
 	return level >= log_min_level;
 }
 
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is not valid. */
+static size_t
+log_utf8_len(const char *s, size_t avail)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t n;
+	unsigned cp;
+	if (u[0] >= 0xc2 && u[0] <= 0xdf) {
+		n = 2;
+		cp = u[0] & 0x1f;
+	} else if (u[0] >= 0xe0 && u[0] <= 0xef) {
+		n = 3;
+		cp = u[0] & 0x0f;
+	} else if (u[0] >= 0xf0 && u[0] <= 0xf4) {
+		n = 4;
+		cp = u[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (avail < n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((u[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (u[i] & 0x3f);
+	}
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return n;
+}
+
 const char *
 log_strn(const char *s, size_t len)
 {
@@ -79,29 +111,31 @@ log_strn(const char *s, size_t len)
 	}
 	if (quote)
 		out[o++] = '"';
-	for (size_t i = 0; i < len && o < LOG_STR_MAX; i++) {
+	/*
+	 * Each input byte becomes at most 4 output bytes; stop while a whole
+	 * piece still fits, so no escape or UTF-8 sequence is ever cut.
+	 */
+	size_t i;
+	for (i = 0; i < len && o + 4 <= LOG_STR_MAX - 3; i++) {
 		unsigned char c = (unsigned char)s[i];
+		size_t n;
 		if (c == '"' || c == '\\') {
 			out[o++] = '\\';
 			out[o++] = (char)c;
 		} else if (c < ' ' || c == 0x7f) {
-			o += (size_t)snprintf(out + o, 6, "\\x%02x", c);
-		} else if (c >= 0x80) {
-			/* Keep UTF-8 readable but never let it end mid-sequence at the cap. */
+			o += (size_t)snprintf(out + o, 5, "\\x%02x", c);
+		} else if (c < 0x80) {
 			out[o++] = (char)c;
+		} else if ((n = log_utf8_len(s + i, len - i)) > 0) {
+			/* Valid UTF-8 stays readable. */
+			memcpy(out + o, s + i, n);
+			o += n;
+			i += n - 1;
 		} else {
-			out[o++] = (char)c;
+			o += (size_t)snprintf(out + o, 5, "\\x%02x", c);
 		}
 	}
-	if (o >= LOG_STR_MAX) {
-		o = LOG_STR_MAX - 3;
-		/* Do not leave a dangling escape or partial UTF-8 sequence. */
-		while (o > 1 && ((unsigned char)out[o - 1] & 0xC0) == 0x80)
-			o--;
-		if (o > 1 && ((unsigned char)out[o - 1] & 0x80))
-			o--;
-		if (o > 1 && out[o - 1] == '\\')
-			o--;
+	if (i < len) {
 		memcpy(out + o, "...", 3);
 		o += 3;
 	}

@@ -31,7 +31,8 @@ sys_fault_parse_one(const char *item, char **err_r)
 {
 	char op[32], kind[32];
 	unsigned long at = 1;
-	if (sscanf(item, "%31[a-z]=%31[a-z]@%lu", op, kind, &at) < 2) {
+	int end = -1, fields = sscanf(item, "%31[a-z]=%31[a-z]%n@%lu%n", op, kind, &end, &at, &end);
+	if (fields < 2 || end < 0 || item[end] != '\0') {
 		struct buf b = BUF_INIT;
 		buf_appendf(&b, "bad fault '%s' (want op=kind[@N])", item);
 		*err_r = buf_steal(&b);

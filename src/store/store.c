@@ -23,7 +23,7 @@
 #include "lib/netaddr.h"
 #include "lib/strutil.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 3
 #define STORE_TENANT_MAX 63
 #define STORE_DOMAIN_MAX 253
 
@@ -99,6 +99,69 @@ static const char *const store_migration[STORE_SCHEMA_VERSION] = {
 	"  tenant TEXT NOT NULL REFERENCES tenants(name),"
 	"  cidr TEXT NOT NULL,"
 	"  UNIQUE(tenant, cidr));",
+	/* 2: identity — users, aliases, groups, API tokens, sign-in failures. */
+	"CREATE TABLE users ("
+	"  id INTEGER PRIMARY KEY,"
+	"  tenant TEXT REFERENCES tenants(name),"      /* NULL for operators */
+	"  address TEXT NOT NULL UNIQUE,"
+	"  display_name TEXT,"
+	"  role TEXT NOT NULL CHECK (role IN ('operator','admin','auditor','user')),"
+	"  status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active','disabled')),"
+	"  source TEXT NOT NULL DEFAULT 'local',"      /* 'local' or 'directory' */
+	"  password_hash TEXT,"
+	"  totp_secret BLOB,"
+	"  created INTEGER NOT NULL,"
+	"  updated INTEGER NOT NULL,"
+	"  CHECK ((role = 'operator') = (tenant IS NULL)));"
+	"CREATE INDEX users_tenant ON users(tenant);"
+	"CREATE TABLE aliases ("
+	"  address TEXT PRIMARY KEY,"
+	"  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE);"
+	"CREATE TABLE groups ("
+	"  id INTEGER PRIMARY KEY,"
+	"  tenant TEXT NOT NULL REFERENCES tenants(name),"
+	"  name TEXT NOT NULL,"
+	"  UNIQUE(tenant, name));"
+	"CREATE TABLE group_members ("
+	"  group_id INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,"
+	"  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	"  PRIMARY KEY (group_id, user_id));"
+	"CREATE TABLE tokens ("
+	"  id TEXT PRIMARY KEY,"                       /* public part of the token */
+	"  user_id INTEGER NOT NULL REFERENCES users(id),"
+	"  name TEXT NOT NULL,"
+	"  hash BLOB NOT NULL,"                        /* SHA-256 of the secret part */
+	"  created INTEGER NOT NULL,"
+	"  expires INTEGER,"                           /* NULL: never */
+	"  revoked INTEGER,"                           /* time of revocation or NULL */
+	"  last_used INTEGER);"
+	"CREATE INDEX tokens_user ON tokens(user_id);"
+	"CREATE TABLE auth_failures ("
+	"  key TEXT PRIMARY KEY,"                      /* 'acct:<address>' or 'ip:<address>' */
+	"  count INTEGER NOT NULL,"
+	"  window_start INTEGER NOT NULL,"
+	"  locked_until INTEGER);",
+	/* 3: the audit trail — append-only, hash-chained, signed checkpoints. */
+	"CREATE TABLE audit ("
+	"  seq INTEGER PRIMARY KEY,"
+	"  time_us INTEGER NOT NULL,"
+	"  actor TEXT NOT NULL,"
+	"  role TEXT NOT NULL,"
+	"  tenant TEXT,"
+	"  action TEXT NOT NULL,"
+	"  object TEXT,"
+	"  source TEXT,"
+	"  outcome TEXT NOT NULL,"
+	"  detail TEXT,"
+	"  prev_hash BLOB NOT NULL,"
+	"  hash BLOB NOT NULL);"
+	"CREATE INDEX audit_tenant ON audit(tenant, seq);"
+	"CREATE TABLE audit_checkpoints ("
+	"  seq INTEGER PRIMARY KEY,"                   /* last audit seq covered */
+	"  hash BLOB NOT NULL,"                        /* that entry's hash */
+	"  time_us INTEGER NOT NULL,"
+	"  key_id TEXT NOT NULL,"
+	"  signature BLOB NOT NULL);",
 };
 
 struct store_relay_cache {
