@@ -5,7 +5,8 @@
 #   bench/run.sh            (or `make bench`)
 #
 # Environment: MAILARK_BIN (build/mailark), BENCH_MSGS (5000), BENCH_SESSIONS
-# (50), BENCH_SIZE (10240 bytes), BENCH_LAT_MSGS (2000).  All traffic stays on
+# (50), BENCH_SIZE (10240 bytes), BENCH_LAT_MSGS (2000), BENCH_POSTFIX (1; 0 runs
+# mailark alone, for quick comparisons of two builds).  All traffic stays on
 # 127.0.0.1.  Needs root for the private Postfix instance (as Postfix does).
 set -euo pipefail
 
@@ -17,6 +18,7 @@ MSGS="${BENCH_MSGS:-5000}"
 SESS="${BENCH_SESSIONS:-50}"
 SIZE="${BENCH_SIZE:-10240}"
 LAT_MSGS="${BENCH_LAT_MSGS:-2000}"
+WITH_POSTFIX="${BENCH_POSTFIX:-1}"
 PY=/usr/bin/python3
 WAIT_LIMIT=600
 
@@ -256,7 +258,7 @@ EOF
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 [[ -x "$BIN" ]] || { echo "no mailark binary at $BIN (make first)" >&2; exit 1; }
-for t in smtp-source smtp-sink postfix; do
+for t in smtp-source smtp-sink $([[ "$WITH_POSTFIX" = 0 ]] || echo postfix); do
 	command -v "$t" >/dev/null || { echo "$t not found (Debian package postfix)" >&2; exit 1; }
 done
 
@@ -266,20 +268,30 @@ setup_mailark "$sink_port"
 start_sampler "$mailark_pid" "$tmp/mk.rss"
 run_load mailark "$mk_port" "$sink_port"
 stop_sampler
+# CPU time of the daemon (all its threads) for both phases: steadier than
+# rates on a busy machine, so the figure to compare two builds with.
+mk_cpu="$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' \
+	"/proc/$mailark_pid/stat")"
 mk_rss="$(hwm_of "$mailark_pid")"
 mk_pss="$(cat "$tmp/mk.rss.pss" 2>/dev/null || echo 0)"
 kill -TERM "$mailark_pid"
 wait "$mailark_pid" || true
 mailark_pid=""
 
-setup_postfix "$sink_port"
-start_sampler "$pf_master" "$tmp/pf.rss"
-run_load postfix "$pf_port" "$sink_port"
-stop_sampler
-pf_rss="$(cat "$tmp/pf.rss" 2>/dev/null || echo 0)"
-pf_pss="$(cat "$tmp/pf.rss.pss" 2>/dev/null || echo 0)"
-postfix -c "$tmp/postfix/conf" stop >/dev/null 2>&1 || true
-pf_started=0
+if [[ "$WITH_POSTFIX" = 0 ]]; then
+	echo "0 0 0 0" >"$tmp/postfix.res"
+	pf_rss=0
+	pf_pss=0
+else
+	setup_postfix "$sink_port"
+	start_sampler "$pf_master" "$tmp/pf.rss"
+	run_load postfix "$pf_port" "$sink_port"
+	stop_sampler
+	pf_rss="$(cat "$tmp/pf.rss" 2>/dev/null || echo 0)"
+	pf_pss="$(cat "$tmp/pf.rss.pss" 2>/dev/null || echo 0)"
+	postfix -c "$tmp/postfix/conf" stop >/dev/null 2>&1 || true
+	pf_started=0
+fi
 
 read -r mk_acc mk_e2e mk_p50 mk_p99 <"$tmp/mailark.res"
 read -r pf_acc pf_e2e pf_p50 pf_p99 <"$tmp/postfix.res"
@@ -293,3 +305,5 @@ printf '%-28s %12s %12s %10s\n' "p50 DATA->250 (ms)" "$mk_p50" "$pf_p50" "$(rati
 printf '%-28s %12s %12s %10s\n' "p99 DATA->250 (ms)" "$mk_p99" "$pf_p99" "$(ratio "$mk_p99" "$pf_p99")"
 printf '%-28s %12s %12s %10s\n' "peak RSS, VmHWM sum (kB)" "$mk_rss" "$pf_rss" "$(ratio "$mk_rss" "$pf_rss")"
 printf '%-28s %12s %12s %10s\n' "peak PSS sum (kB)" "$mk_pss" "$pf_pss" "$(ratio "$mk_pss" "$pf_pss")"
+echo "mailark CPU (user+sys, both phases): ${mk_cpu} s," \
+	"$(awk -v c="$mk_cpu" -v n="$((MSGS + LAT_MSGS))" 'BEGIN { printf "%.0f", c * 1e6 / n }') us per message"

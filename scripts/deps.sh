@@ -9,6 +9,7 @@ PKGS=(
   libsodium-dev libzstd-dev libinih-dev libunbound-dev libcmocka-dev
   openssl ca-certificates
   python3 python3-pytest python3-aiosmtpd swaks postfix unbound
+  libldap-dev slapd ldap-utils
 )
 
 missing=()
@@ -25,9 +26,11 @@ echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 # Postfix is a test peer and benchmark reference only: no system configuration.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+# slapd is a test peer only: the tests run their own; no system directory.
+echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts services it installs where it can; mailark's tests run their own instances.
-for svc in postfix unbound; do
+for svc in postfix unbound slapd; do
   $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done

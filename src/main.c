@@ -21,10 +21,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "cli/cli.h"
 #include "config/config.h"
 #include "control/control.h"
 #include "deliver/scheduler.h"
+#include "directory/directory.h"
 #include "dns/dns.h"
 #include "http/http.h"
 #include "lib/buf.h"
@@ -98,9 +100,11 @@ main_teardown(struct main_daemon *d)
 	scheduler_stop(&srv->sched);
 	http_stop(&srv->http);
 	control_free(&srv->control);
+	audit_stop(srv);         /* signs a last checkpoint */
 	smtp_server_free(&srv->smtp);
 	dns_resolver_free(&srv->dns);
 	worker_pool_free(&srv->workers);
+	directory_stop(srv);     /* after the pool: no sync is still running */
 	queue_close(&srv->queue);
 	store_close(&srv->store);
 	tls_contexts_free(&srv->tls);
@@ -167,6 +171,10 @@ main_start_modules(struct server *srv)
 		return main_fail("tls", err);
 	if (main_open_store(srv) < 0)
 		return -1;
+	if (audit_start(srv, &err) < 0)
+		return main_fail("audit", err);
+	if (directory_start(srv) < 0)
+		return main_fail("directory", xstrdup("cannot load directory settings"));
 	if (queue_open(srv, &srv->queue, &err) < 0)
 		return main_fail("queue", err);
 	if (dns_resolver_new(srv, &srv->dns, &err) < 0)

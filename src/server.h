@@ -24,6 +24,7 @@ struct control;
 struct http_server;
 struct dns_resolver;
 struct tls_contexts;
+struct audit;
 
 struct server {
 	struct config *cfg;
@@ -37,6 +38,7 @@ struct server {
 	struct smtp_server *smtp;
 	struct control *control;
 	struct http_server *http;
+	struct audit *audit;        /* the audit trail (audit_start), NULL until opened */
 	struct metrics metrics;
 	int shutting_down;        /* set once SIGTERM/SIGINT arrives */
 };

@@ -12,8 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "cli/cli_format.h"
+#include "cli/cli_identity.h"
 #include "config/config.h"
+#include "directory/directory_cli.h"
 #include "control/control.h"
 #include "lib/mem.h"
 
@@ -68,6 +71,70 @@ static const struct cli_sub cli_subs[] = {
 	  "Releases a held message." },
 	{ "queue", "delete", "queue.delete", { "id" }, 1, "ID",
 	  "Deletes a message from the queue without a bounce." },
+	/* user, group, token: handled by cli_identity_run (options, stdin passwords) */
+	{ "user", "add", "user.add", { "tenant", "address" }, 2,
+	  "TENANT ADDRESS [--role R] [--name \"Display\"] [--password-stdin]",
+	  "Adds a user to a tenant.  ADDRESS must be in one of the tenant's domains and\n"
+	  "unique across the install (aliases included).  --role: admin, auditor or user\n"
+	  "(default); operators (the whole install) take TENANT \"-\" and --role operator.\n"
+	  "--password-stdin reads the password (10+ characters) from standard input." },
+	{ "user", "list", "user.list", { "tenant" }, 1, "TENANT",
+	  "Lists a tenant's users (TENANT \"-\": the operators)." },
+	{ "user", "show", "user.show", { "tenant", "address" }, 2, "TENANT ADDRESS",
+	  "Shows a user with aliases, groups, role and status." },
+	{ "user", "disable", "user.disable", { "tenant", "address" }, 2, "TENANT ADDRESS",
+	  "Disables a user: no sign-in, tokens stop working.  Nothing is deleted." },
+	{ "user", "enable", "user.enable", { "tenant", "address" }, 2, "TENANT ADDRESS",
+	  "Enables a disabled user again." },
+	{ "user", "passwd", "user.passwd", { "tenant", "address" }, 2, "TENANT ADDRESS",
+	  "Sets a user's password, read from standard input (never from the command line)." },
+	{ "user", "alias", "user.alias.add", { "tenant", "address" }, 2,
+	  "add|remove TENANT ADDRESS ALIAS",
+	  "Adds or removes an alias address (in one of the tenant's domains)." },
+	{ "user", "totp", "user.totp.enable", { "tenant", "address" }, 2,
+	  "enable TENANT ADDRESS",
+	  "Gives the user a TOTP second factor and prints its otpauth:// URI and secret\n"
+	  "once; from then on password sign-in also needs a current code." },
+	{ "group", "add", "group.add", { "tenant", "name" }, 2, "TENANT NAME", "Adds a group." },
+	{ "group", "list", "group.list", { "tenant" }, 1, "TENANT",
+	  "Lists a tenant's groups and their members." },
+	{ "group", "remove", "group.remove", { "tenant", "name" }, 2, "TENANT NAME",
+	  "Removes a group (its users stay)." },
+	{ "group", "member", "group.member.add", { "tenant", "name" }, 2,
+	  "add|remove TENANT GROUP ADDRESS", "Adds a user to a group or removes one from it." },
+	{ "token", "create", "token.create", { NULL }, 0,
+	  "[--user ADDRESS] [--name N] [--expires 30d]",
+	  "Creates an API token (for --user, by default operator@local) and prints it\n"
+	  "once: only its hash is kept.  --expires takes a duration (default: never)." },
+	{ "token", "list", "token.list", { NULL }, 0, "[--user ADDRESS]",
+	  "Lists API tokens (never their secrets)." },
+	{ "token", "revoke", "token.revoke", { "id" }, 1, "ID",
+	  "Revokes a token: it stops working at once." },
+	/* audit: handled by audit_cli_run (options of their own; verify works offline) */
+	{ "audit", "verify", "audit.verify", { NULL }, 0, "[--pubkey FILE]",
+	  "Checks the audit trail: the hash chain, every signed checkpoint, and that\n"
+	  "no entry up to the last checkpoint is missing.  Names the first bad entry\n"
+	  "and exits 1.  Reads mailark.db directly, with or without the daemon.\n"
+	  "--pubkey checks the signatures against a copy of keys/audit.pub kept elsewhere." },
+	{ "audit", "list", "audit.list", { NULL }, 0,
+	  "[--tenant T] [--since TIME] [--actor A] [--limit N]",
+	  "Lists audit entries, newest first (100 unless --limit).  TIME is an ISO 8601\n"
+	  "date or date/time (2024-05-01, 2024-05-01T12:00:00Z) or a duration ago (2h)." },
+	/* directory: handled by directory_cli_run (options, stdin password, waits for jobs) */
+	{ "directory", "set", "directory.set", { "tenant" }, 1,
+	  "TENANT --url ldap://HOST:PORT --base-dn DN --bind-dn DN [--bind-password-stdin]\n"
+	  "           [--user-filter F] [--group-filter F] [--interval 15m] [--starttls yes|no]",
+	  "Configures the tenant's LDAP / Active Directory: where to read users and groups\n"
+	  "and the service account to bind as (its password read from standard input;\n"
+	  "required the first time).  --interval: periodic sync (0: on demand only)." },
+	{ "directory", "show", "directory.show", { "tenant" }, 1, "TENANT",
+	  "Shows the tenant's directory settings (password masked) and the last sync." },
+	{ "directory", "sync", "directory.sync", { "tenant" }, 1, "TENANT",
+	  "Syncs users, addresses, groups and disabled state now and prints a summary.\n"
+	  "Users gone from the directory are disabled, never deleted; local users are\n"
+	  "never touched." },
+	{ "directory", "login", "directory.login", { "tenant", "address" }, 2, "TENANT ADDRESS",
+	  "Checks a directory user's password (read from standard input) by an LDAP bind." },
 };
 
 #define CLI_NSUBS (sizeof(cli_subs) / sizeof(cli_subs[0]))
@@ -78,6 +145,11 @@ static const char *const cli_groups[][2] = {
 	{ "route", "Manage where each domain's mail is delivered." },
 	{ "relay", "Manage the networks allowed to send outbound mail." },
 	{ "queue", "Inspect and manage the mail queue." },
+	{ "directory", "Sync users and groups from LDAP / Active Directory." },
+	{ "audit", "Verify and read the tamper-evident audit trail." },
+	{ "user", "Manage users: addresses, aliases, roles, passwords, TOTP." },
+	{ "group", "Manage the groups of a tenant." },
+	{ "token", "Manage API tokens." },
 };
 
 #define CLI_NGROUPS (sizeof(cli_groups) / sizeof(cli_groups[0]))
@@ -296,6 +368,12 @@ cli_admin_run(const struct config *cfg, int argc, char **argv)
 	const struct cli_sub *s = cli_find_sub(group, argv[1]);
 	if (s == NULL)
 		return cli_usage_error(NULL, group, "unknown subcommand", argv[1]);
+	if (strcmp(group, "directory") == 0)
+		return directory_cli_run(cfg, argc, argv);
+	if (strcmp(group, "audit") == 0)
+		return audit_cli_run(cfg, argc, argv);
+	if (cli_identity_handles(group))
+		return cli_identity_run(cfg, argc, argv);
 	json_t *args = json_object();
 	int json = 0;
 	int rc = cli_parse_args(s, argc - 2, argv + 2, args, &json);

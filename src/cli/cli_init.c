@@ -5,6 +5,7 @@
  *   data_dir/            0700
  *     queue/             0700
  *     keys/master.key    0600, 32 random bytes (getrandom)
+ *     keys/audit.key, audit.pub   the audit trail's Ed25519 signing key
  *     tls/cert.pem, key.pem   self-signed, when the configured ones are missing
  *     mailark.db         schema created by store_open()
  */
@@ -18,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
+#include "auth/auth.h"
 #include "config/config.h"
 #include "lib/buf.h"
 #include "lib/mem.h"
@@ -90,6 +93,24 @@ out:
 	return rc;
 }
 
+/* keys/audit.key (0600) and keys/audit.pub: the audit trail's signing key. */
+static int
+cli_init_audit_key(struct cli_init *in)
+{
+	int created = 0;
+	char *err = NULL;
+	if (audit_key_init(in->cfg->data_dir, &created, &err) < 0) {
+		fprintf(stderr, "mailark: %s\n", err ? err : "cannot create the audit key");
+		free(err);
+		return -1;
+	}
+	if (created) {
+		printf("created %s/keys/audit.key\n", in->cfg->data_dir);
+		in->created++;
+	}
+	return 0;
+}
+
 static int
 cli_init_tls(struct cli_init *in)
 {
@@ -116,6 +137,38 @@ cli_init_tls(struct cli_init *in)
 	return rc;
 }
 
+/*
+ * The install's first operator, operator@local (no password), and one API
+ * token for it, printed once: the way in for the HTTP API.  Nothing happens
+ * when the operator exists already.
+ */
+static int
+cli_init_operator(struct cli_init *in, struct store *st)
+{
+	struct store_user u;
+	long long id = 0;
+	char *token = NULL, *err = NULL;
+	int found = store_user_get(st, "operator@local", &u);
+	if (found != 0) {
+		if (found == 1)
+			store_user_clear(&u);
+		return found < 0 ? cli_fail("cannot read", "operator@local", "database error") : 0;
+	}
+	if (store_user_add(st, NULL, "operator@local", "Local operator", "operator", NULL, &id,
+	    &err) < 0 || auth_token_issue_st(st, id, "init", 0, &token, NULL, &err) < 0) {
+		cli_fail("cannot create", "operator@local", err ? err : "?");
+		free(err);
+		return -1;
+	}
+	printf("created operator operator@local\noperator token: %s\n"
+	    "(the token is shown only once: store it now; more with 'mailark token create')\n",
+	    token);
+	explicit_bzero(token, strlen(token));
+	free(token);
+	in->created++;
+	return 0;
+}
+
 static int
 cli_init_db(struct cli_init *in)
 {
@@ -128,6 +181,7 @@ cli_init_db(struct cli_init *in)
 		free(err);
 		rc = -1;
 	} else {
+		rc = cli_init_operator(in, st);
 		store_close(&st);
 		if (!existed) {
 			printf("created %s\n", path);
@@ -148,6 +202,7 @@ cli_init_run(const struct config *cfg)
 	int rc = -1;
 	if (cli_init_dir(&in, dd) == 0 && cli_init_dir(&in, queue) == 0 &&
 	    cli_init_dir(&in, keys) == 0 && cli_init_master_key(&in, keys) == 0 &&
+	    cli_init_audit_key(&in) == 0 &&
 	    cli_init_tls(&in) == 0 && cli_init_db(&in) == 0)
 		rc = 0;
 	free(queue);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "lib/buf.h"
@@ -306,4 +307,25 @@ config_free(struct config **cfgp)
 		free(*strings[i]);
 	free(cfg);
 	*cfgp = NULL;
+}
+
+int
+config_region_served(const struct config *cfg, const char *region)
+{
+	size_t n = strlen(region);
+	const char *p = cfg->regions;
+	while (*p != '\0') {
+		while (*p == ' ' || *p == ',')
+			p++;
+		const char *end = p;
+		while (*end != '\0' && *end != ',')
+			end++;
+		const char *last = end;
+		while (last > p && last[-1] == ' ')
+			last--;
+		if ((size_t)(last - p) == n && strncasecmp(p, region, n) == 0)
+			return 1;
+		p = end;
+	}
+	return 0;
 }

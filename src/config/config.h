@@ -78,5 +78,7 @@ struct config {
 /* Returns 0, or -1 with *err_r ("file:line: reason", caller frees). */
 int config_load(const char *path, struct config **cfg_r, char **err_r);
 void config_free(struct config **cfg);
+/* Is region one of the comma-separated [server] regions this node serves? */
+int config_region_served(const struct config *cfg, const char *region);
 
 #endif

@@ -61,28 +61,6 @@ control_str(const char *s)
 
 /* ---- tenants ------------------------------------------------------------- */
 
-/* Is region one of the comma-separated [server] regions? */
-static int
-control_region_served(const char *regions, const char *region)
-{
-	size_t n = strlen(region);
-	const char *p = regions;
-	while (*p != '\0') {
-		while (*p == ' ' || *p == ',')
-			p++;
-		const char *end = p;
-		while (*end != '\0' && *end != ',')
-			end++;
-		const char *last = end;
-		while (last > p && last[-1] == ' ')
-			last--;
-		if ((size_t)(last - p) == n && strncasecmp(p, region, n) == 0)
-			return 1;
-		p = end;
-	}
-	return 0;
-}
-
 static json_t *
 control_tenant_json(const struct store_tenant *t)
 {
@@ -99,7 +77,7 @@ control_tenant_add(struct server *srv, const struct principal *who, json_t *args
 		return -1;
 	if (region == NULL)
 		region = "default";
-	if (!control_region_served(srv->cfg->regions, region)) {
+	if (!config_region_served(srv->cfg, region)) {
 		struct buf e = BUF_INIT;
 		buf_appendf(&e, "region '%s' is not served by this node (regions = %s)", region,
 		    srv->cfg->regions);
@@ -484,6 +462,7 @@ static const struct control_command *const control_tables[] = {
 	control_core_commands,
 	control_identity_commands,
 	control_audit_commands,
+	control_directory_commands,
 };
 
 /* "k=v k2=v2" of the string arguments, for the admin log line. */
@@ -494,7 +473,9 @@ control_log_admin(const char *cmd, json_t *args)
 	const char *key;
 	json_t *v;
 	json_object_foreach(args, key, v) {
-		if (json_is_string(v))
+		if (json_is_string(v) && strstr(key, "password") != NULL)
+			buf_appendf(&b, " %s=********", log_strn(key, strlen(key)));
+		else if (json_is_string(v))
 			buf_appendf(&b, " %s=%s", log_strn(key, strlen(key)),
 			    log_str(json_string_value(v)));
 	}
@@ -519,6 +500,30 @@ control_audit_object(json_t *args)
 		o += (size_t)n;
 	}
 	return out;
+}
+
+/*
+ * The tenant an audit entry belongs to: a tenant principal's own; for an
+ * operator, the command's "tenant" argument or, for tenant.* commands, the
+ * tenant they name.
+ */
+static const char *
+control_audit_tenant(const struct principal *who, const struct control_command *c, json_t *args)
+{
+	if (who->role != ROLE_OPERATOR)
+		return who->tenant;
+	const char *t = json_string_value(json_object_get(args, "tenant"));
+	if (t == NULL && strncmp(c->name, "tenant.", 7) == 0)
+		t = json_string_value(json_object_get(args, "name"));
+	return t;
+}
+
+static void
+control_audit(struct server *srv, const struct principal *who, const struct control_command *c,
+    json_t *args, const char *outcome, const char *detail)
+{
+	audit_record_tenant(srv, who, control_audit_tenant(who, c, args), c->name,
+	    control_audit_object(args), outcome, detail);
 }
 
 static const struct control_command *
@@ -549,19 +554,19 @@ control_dispatch(struct server *srv, const struct principal *who, const char *cm
 	}
 	if (control_authorize(srv, who, c, args, err_r) < 0) {
 		if (c->mutating)
-			audit_record(srv, who, c->name, control_audit_object(args), "denied", NULL);
+			control_audit(srv, who, c, args, "denied", NULL);
 		return -1;
 	}
 	if (c->fn(srv, who, args, result_r, err_r) < 0) {
 		log_info("admin_refused", "cmd=%s reason=%s", c->name,
 		    log_str(*err_r ? *err_r : "?"));
 		if (c->mutating)
-			audit_record(srv, who, c->name, control_audit_object(args), "failed", *err_r);
+			control_audit(srv, who, c, args, "failed", *err_r);
 		return -1;
 	}
 	if (c->mutating) {
 		control_log_admin(c->name, args);
-		audit_record(srv, who, c->name, control_audit_object(args), "ok", NULL);
+		control_audit(srv, who, c, args, "ok", NULL);
 	}
 	return 0;
 }

@@ -27,6 +27,7 @@ struct control_command {
 extern const struct control_command control_core_commands[];     /* control_handlers.c */
 extern const struct control_command control_identity_commands[]; /* control_identity.c */
 extern const struct control_command control_audit_commands[];    /* control_audit.c */
+extern const struct control_command control_directory_commands[]; /* control_directory.c */
 
 int control_dispatch(struct server *srv, const struct principal *who, const char *cmd,
     json_t *args, json_t **result_r, char **err_r);

@@ -11,7 +11,8 @@
  *
  *	A job's life:
  *	  WAITING --pump--> RUNNING --smtp_client done--> [DSN inject] -->
- *	  RECORDING (queue_entry_record, fsynced) --> finished
+ *	  RECORDING (queue_entry_settle: fsynced, or nothing written when the
+ *	  outcomes finish the entry, which is then removed at once) --> finished
  *	When the last job of a round finishes, the entry is removed if no
  *	recipient is pending, else it gets its next retry timer
  *	(retry_min * retry_factor^(attempts-1), capped at retry_max, ±10%).
@@ -560,7 +561,8 @@ job_record(struct job *j)
 		job_finish(j);
 		return;
 	}
-	queue_entry_record(j->s->srv->queue, j->se->e, j->final_idx, j->final_states,
+	/* Outcomes that finish the entry need no fsync: it is removed right after. */
+	queue_entry_settle(j->s->srv->queue, j->se->e, j->final_idx, j->final_states,
 	    j->final_replies, j->nfinal, job_recorded, j);
 }
 
@@ -986,6 +988,8 @@ scheduler_stop(struct scheduler **sp)
 		smtp_client_cancel_all(s->srv);
 		stop_wait_jobs(s, 2);
 	}
+	/* Closes the connections kept for reuse (and anything still running). */
+	smtp_client_cancel_all(s->srv);
 	for (struct job *j = s->jobs, *next; j != NULL; j = next) {
 		next = j->next;
 		j->s = NULL;    /* orphaned: its callbacks only free it */

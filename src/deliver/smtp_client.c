@@ -24,8 +24,14 @@
  *	reason.  Once MAIL is sent, a failure ends the session: recipients
  *	without a final reply get a 4xx.  The callback runs exactly once, from
  *	client_finish(), before QUIT is sent; the session then waits briefly for
- *	the QUIT reply and frees itself.  Every session has a connection of its
- *	own (no connection caching).
+ *	the QUIT reply and frees itself -- or, after a complete transaction
+ *	(final reply 2xx/5xx to the message), waits in IDLE as a cached
+ *	connection for CLIENT_IDLE_SECS: the next request with the same key
+ *	(next hop and TLS policy) takes it and starts at MAIL, with no
+ *	connect, banner or EHLO.  If a cached connection turns out closed
+ *	before the reply to MAIL, the request goes on once on a new
+ *	connection to the same address.  Whatever the server sends to an idle
+ *	connection, or its EOF, drops it.
  *
  *	The body is streamed from req->body_fd with pread in 64 KiB pieces; the
  *	output buffer is refilled from the write callback, so memory use does
@@ -67,6 +73,9 @@
 #define CLIENT_BDAT_CHUNK    (1024 * 1024)
 #define CLIENT_QUIT_TIMEOUT  2
 #define CLIENT_REPLY_CAP     400
+#define CLIENT_IDLE_SECS     2        /* a cached connection waits this long for reuse */
+#define CLIENT_IDLE_MAX      100      /* cached connections at most, all destinations */
+#define CLIENT_KEY_MAX       300
 
 enum client_state {
 	CS_RESOLVE,
@@ -84,12 +93,13 @@ enum client_state {
 	CS_BODY,
 	CS_DOT,
 	CS_QUIT,
+	CS_IDLE,
 	CS_DONE,
 };
 
 static const char *const client_state_names[] = {
 	"RESOLVE", "CONNECT", "BANNER", "EHLO", "HELO", "STARTTLS", "TLS_HANDSHAKE",
-	"EHLO_TLS", "MAIL", "RCPT", "DATA", "BDAT", "BODY", "DOT", "QUIT", "DONE",
+	"EHLO_TLS", "MAIL", "RCPT", "DATA", "BDAT", "BODY", "DOT", "QUIT", "IDLE", "DONE",
 };
 
 struct client_target {
@@ -101,6 +111,9 @@ struct client_target {
 struct client {
 	struct client *prev, *next;   /* client_list */
 	int reported;                 /* the callback has run */
+	char key[CLIENT_KEY_MAX];     /* the connection cache's: next hop + TLS policy */
+	int reusable;                 /* the last transaction ended cleanly */
+	int reused;                   /* this transaction runs on a cached connection */
 	int awaiting_dns;             /* a dns_resolve_*() callback is due */
 	struct server *srv;
 	struct delivery_request req;  /* strings are the caller's: not after the callback */
@@ -151,6 +164,7 @@ struct client {
  * as a session is owned by nobody but the event loop between callbacks.
  */
 static struct client *client_list;
+static unsigned client_idle_count;   /* sessions in CS_IDLE */
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_write_cb(struct bufferevent *bev, void *arg);
@@ -167,6 +181,10 @@ client_state(struct client *c, enum client_state st)
 {
 	log_debug("smtp_client_state", "id=%s relay=%s from=%s to=%s", c->qid,
 	    log_str(c->relay), client_state_names[c->state], client_state_names[st]);
+	if (c->state == CS_IDLE)
+		client_idle_count--;
+	if (st == CS_IDLE)
+		client_idle_count++;
 	c->state = st;
 }
 
@@ -194,6 +212,47 @@ client_close(struct client *c)
 	c->pumping = 0;
 }
 
+/* What one transaction (one request) needs; the connection outlives it when cached. */
+static void
+client_txn_init(struct client *c, const struct delivery_request *req, smtp_client_done_cb *cb,
+    void *arg)
+{
+	size_t n = req->nrcpts > 0 ? req->nrcpts : 1;
+	c->req = *req;
+	snprintf(c->qid, sizeof(c->qid), "%s", req->queue_id != NULL ? req->queue_id : "-");
+	c->cb = cb;
+	c->cb_arg = arg;
+	c->results = xcalloc(n, sizeof(*c->results));
+	c->accepted = xcalloc(n, sizeof(*c->accepted));
+	c->final = xcalloc(n, sizeof(*c->final));
+	c->sent = xcalloc(n, sizeof(*c->sent));
+	c->reported = c->reusable = 0;
+	c->rcpt_sent = c->rcpt_replies = c->naccepted = 0;
+	c->mail_failed = 0;
+	c->pump_pos = c->pump_end = 0;
+	c->pumping = 0;
+}
+
+static void
+client_txn_free(struct client *c)
+{
+	if (c->results != NULL) {
+		for (size_t i = 0; i < c->req.nrcpts; i++)
+			free(c->results[i].reply);
+	}
+	free(c->results);
+	free(c->accepted);
+	free(c->final);
+	free(c->sent);
+	c->results = NULL;
+	c->accepted = c->final = NULL;
+	c->sent = NULL;
+	/* The request's strings were the caller's, valid only until the callback. */
+	memset(&c->req, 0, sizeof(c->req));
+	c->req.body_fd = -1;
+	snprintf(c->qid, sizeof(c->qid), "-");
+}
+
 static void
 client_free(struct client *c)
 {
@@ -211,15 +270,8 @@ client_free(struct client *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	event_free(c->timer);
-	free(c->sent);
 	smtp_reply_free(&c->reply);
-	if (c->results != NULL) {
-		for (size_t i = 0; i < c->req.nrcpts; i++)
-			free(c->results[i].reply);
-	}
-	free(c->results);
-	free(c->accepted);
-	free(c->final);
+	client_txn_free(c);
 	free(c->targets);
 	free(c->last_error);
 	free(c);
@@ -286,6 +338,9 @@ client_set_accepted(struct client *c, int code, const char *text)
 	}
 }
 
+static void client_park(struct client *c);
+static void client_quit(struct client *c);
+
 static void
 client_quit_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -319,6 +374,17 @@ client_finish(struct client *c, int send_quit)
 		client_free(c);
 		return;
 	}
+	if (c->reusable && client_idle_count < CLIENT_IDLE_MAX) {
+		client_park(c);
+		return;
+	}
+	client_quit(c);
+}
+
+/* Says QUIT and waits briefly for its reply before freeing the session. */
+static void
+client_quit(struct client *c)
+{
 	client_state(c, CS_QUIT);
 	c->pumping = 0;
 	struct timeval tv = { CLIENT_QUIT_TIMEOUT, 0 };
@@ -327,6 +393,65 @@ client_finish(struct client *c, int send_quit)
 	evtimer_add(c->timer, &tv);
 	bufferevent_set_timeouts(c->bev, NULL, NULL);
 	evbuffer_add_printf(bufferevent_get_output(c->bev), "QUIT\r\n");
+}
+
+static void
+client_idle_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	client_hold(c);
+	client_quit(c);
+	client_release(c);
+}
+
+/*
+ * Connection cache: after a complete transaction the session waits in
+ * CS_IDLE (read enabled: anything the server says, or EOF, drops it) for
+ * the next request to the same key, for CLIENT_IDLE_SECS at most.
+ */
+static void
+client_park(struct client *c)
+{
+	client_txn_free(c);
+	client_state(c, CS_IDLE);
+	c->reused = 0;
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	struct timeval tv = { CLIENT_IDLE_SECS, 0 };
+	evtimer_del(c->timer);
+	evtimer_assign(c->timer, c->srv->base, client_idle_timer, c);
+	evtimer_add(c->timer, &tv);
+}
+
+/* A cached connection for key, taken out of the cache; NULL when none. */
+static struct client *
+client_take_idle(struct server *srv, const char *key)
+{
+	for (struct client *c = client_list; c != NULL; c = c->next) {
+		if (c->state == CS_IDLE && !c->dead && c->srv == srv && c->bev != NULL &&
+		    strcmp(c->key, key) == 0) {
+			evtimer_del(c->timer);
+			return c;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The server closed a cached connection just as it was reused (no reply
+ * to MAIL yet): the same address again on a new connection, once.
+ */
+static int
+client_stale(struct client *c)
+{
+	if (!c->reused || c->state != CS_MAIL || c->reply_done)
+		return 0;
+	log_debug("smtp_client_stale", "id=%s relay=%s", c->qid, log_str(c->relay));
+	c->reused = 0;
+	client_close(c);
+	c->rcpt_sent = c->rcpt_replies = 0;
+	c->no_tls = 0;
+	client_connect(c);
+	return 1;
 }
 
 /* The session broke after MAIL: everything still open gets a 4xx. */
@@ -806,6 +931,9 @@ client_on_final(struct client *c)
 	log_debug("smtp_client_final", "id=%s reply=%s", c->qid, log_str(said));
 	client_set_accepted(c, c->reply.code, said);
 	free(said);
+	/* The transaction is over and the server is ready for the next MAIL. */
+	c->reusable = (c->reply.code / 100 == 2 || c->reply.code / 100 == 5) &&
+	    (c->state == CS_DOT || c->pump_pos >= c->req.body_size);
 	client_finish(c, 1);
 }
 
@@ -838,6 +966,7 @@ client_dispatch(struct client *c)
 	case CS_DOT: client_on_final(c); break;
 	case CS_BDAT: client_on_bdat(c); break;
 	case CS_QUIT: client_free(c); break;
+	case CS_IDLE: client_free(c); break;
 	default:
 		break;
 	}
@@ -863,7 +992,7 @@ client_protocol_error(struct client *c, const char *why)
 {
 	log_warn("smtp_client_bad_reply", "id=%s relay=%s reason=%s", c->qid,
 	    log_str(c->relay), log_str(why));
-	if (c->state == CS_QUIT) {
+	if (c->state == CS_QUIT || c->state == CS_IDLE) {
 		client_free(c);
 	} else if (c->state < CS_MAIL) {
 		struct buf b = BUF_INIT;
@@ -921,6 +1050,11 @@ client_read_reply(struct client *c)
 static void
 client_read_input(struct client *c, struct bufferevent *bev)
 {
+	if (c->state == CS_IDLE) {
+		/* A cached connection has nothing to say (421 on timeout): drop it. */
+		client_free(c);
+		return;
+	}
 	while (!c->dead && c->bev == bev && client_awaits_reply(c)) {
 		if (client_read_reply(c) == 0)
 			break;
@@ -1008,10 +1142,12 @@ client_event(struct client *c, short what, int err)
 		client_read_input(c, c->bev);
 		return;
 	}
-	if (c->state == CS_QUIT) {
+	if (c->state == CS_QUIT || c->state == CS_IDLE) {
 		client_free(c);
 		return;
 	}
+	if (client_stale(c))
+		return;
 	if (c->state == CS_TLS_HANDSHAKE) {
 		client_tls_handshake_failed(c);
 		return;
@@ -1202,16 +1338,8 @@ client_new(struct server *srv, const struct delivery_request *req, smtp_client_d
 {
 	struct client *c = xcalloc(1, sizeof(*c));
 	c->srv = srv;
-	c->req = *req;
-	snprintf(c->qid, sizeof(c->qid), "%s", req->queue_id != NULL ? req->queue_id : "-");
-	c->cb = cb;
-	c->cb_arg = arg;
+	client_txn_init(c, req, cb, arg);
 	c->state = CS_RESOLVE;
-	size_t n = req->nrcpts > 0 ? req->nrcpts : 1;
-	c->results = xcalloc(n, sizeof(*c->results));
-	c->accepted = xcalloc(n, sizeof(*c->accepted));
-	c->final = xcalloc(n, sizeof(*c->final));
-	c->sent = xcalloc(n, sizeof(*c->sent));
 	c->timer = evtimer_new(srv->base, client_connect_timeout, c);
 	if (c->timer == NULL) {
 		log_error("smtp_client_timer", "error=%s", "evtimer_new");
@@ -1225,11 +1353,61 @@ client_new(struct server *srv, const struct delivery_request *req, smtp_client_d
 	return c;
 }
 
+/* The connection cache's key: where the request goes and under which TLS policy. */
+static void
+client_key(struct server *srv, const struct delivery_request *req, char *key, size_t size)
+{
+	if (req->hop == NEXT_HOP_ROUTE)
+		snprintf(key, size, "route:%s:%d:%d", req->route.host, req->route.port,
+		    (int)req->route.tls);
+	else if (srv->cfg->smarthost != NULL && srv->cfg->smarthost[0] != '\0')
+		snprintf(key, size, "smarthost:%s", srv->cfg->smarthost);
+	else
+		snprintf(key, size, "mx:%s", req->domain != NULL ? req->domain : "");
+}
+
+static void
+client_reuse_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	client_hold(c);
+	client_timeouts(c, 1);
+	client_start_mail(c);
+	client_release(c);
+}
+
+/*
+ * A new transaction on a cached connection: straight to MAIL, from the
+ * loop (so that the callback never runs inside smtp_client_deliver()).
+ */
+static void
+client_reuse(struct client *c, const struct delivery_request *req, smtp_client_done_cb *cb,
+    void *arg)
+{
+	struct timeval zero = { 0, 0 };
+	client_txn_init(c, req, cb, arg);
+	c->reused = 1;
+	smtp_reply_reset(&c->reply);
+	c->reply_done = 0;
+	client_state(c, CS_MAIL);
+	log_debug("smtp_client_reuse", "id=%s relay=%s", c->qid, log_str(c->relay));
+	evtimer_assign(c->timer, c->srv->base, client_reuse_cb, c);
+	evtimer_add(c->timer, &zero);
+}
+
 void
 smtp_client_deliver(struct server *srv, const struct delivery_request *req,
     smtp_client_done_cb *cb, void *arg)
 {
+	char key[CLIENT_KEY_MAX];
+	client_key(srv, req, key, sizeof(key));
+	struct client *idle = client_take_idle(srv, key);
+	if (idle != NULL) {
+		client_reuse(idle, req, cb, arg);
+		return;
+	}
 	struct client *c = client_new(srv, req, cb, arg);
+	snprintf(c->key, sizeof(c->key), "%s", key);
 	char smarthost[256];
 	const char *host;
 	if (req->hop == NEXT_HOP_ROUTE) {

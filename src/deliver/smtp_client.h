@@ -11,6 +11,9 @@
  * required: then no TLS means 4xx for all), MAIL/RCPT pipelined when offered,
  * then BDAT (when CHUNKING is offered) or DATA with dot-stuffing, then QUIT.
  * Tries the next MX host on connection failure or 4xx at greeting.
+ * Connections are reused: after a complete transaction the connection is
+ * kept (CLIENT_IDLE_SECS) for the next request to the same next hop, which
+ * then starts at MAIL; smtp_client_cancel_all() closes the cached ones.
  * The request's strings and fd are the caller's and must stay valid until
  * on_done; the result is valid only during the callback.
  */
@@ -68,7 +71,8 @@ void smtp_client_deliver(struct server *srv, const struct delivery_request *req,
 /*
  * Shutdown: every delivery still running gets its callback now (421 4.3.2
  * for the recipients without a final reply) and its connection is closed.
- * Call it before the queue and the event base go away.
+ * Cached idle connections are closed.  Call it before the queue and the
+ * event base go away.
  */
 void smtp_client_cancel_all(struct server *srv);
 

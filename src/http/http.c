@@ -1,9 +1,14 @@
 /*
- * http.c — libmicrohttpd on its own internal thread.  The handler only
- * reads atomics (struct metrics), so it needs no lock with the loop thread.
- * Requests with a body or any method but GET/HEAD are refused.
+ * http.c — libmicrohttpd, one thread per connection (at most
+ * HTTP_CONNECTION_LIMIT).  /metrics and /healthz only read atomics
+ * (struct metrics), so they need no lock with the loop thread; they refuse
+ * bodies and any method but GET/HEAD.  /api/ requests collect their body
+ * (at most API_BODY_MAX; more is read and dropped, then answered 413) and
+ * go to api.c, which blocks this connection's thread until the event loop
+ * has run the command.
  */
 #include "http/http.h"
+#include "http/api.h"
 
 #include <microhttpd.h>
 #include <stdlib.h>
@@ -24,7 +29,50 @@
 struct http_server {
 	struct server *srv;
 	struct MHD_Daemon *mhd;
+	struct api *api;
 };
+
+/* Per API request: the body as it arrives. */
+struct http_request {
+	struct buf body;
+	int too_big;
+};
+
+static int
+http_is_api(const char *url)
+{
+	return strncmp(url, "/api/", 5) == 0 || strcmp(url, "/api") == 0;
+}
+
+static void
+http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *h = cls;
+	struct http_request *rq = *con_cls;
+	if (rq != NULL && (void *)rq != (void *)h) {
+		buf_free(&rq->body);
+		free(rq);
+	}
+	*con_cls = NULL;
+}
+
+static enum MHD_Result
+http_api(struct http_server *h, struct MHD_Connection *conn, const char *url,
+    const char *method, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	struct http_request *rq = *con_cls;
+	if (*upload_data_size != 0) {
+		if (rq->body.len + *upload_data_size > API_BODY_MAX)
+			rq->too_big = 1;
+		else
+			buf_append(&rq->body, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	return api_handle(h->api, conn, url, method, rq->body.data ? rq->body.data : "",
+	    rq->body.len, rq->too_big);
+}
 
 static enum MHD_Result
 http_reply(struct MHD_Connection *conn, unsigned status, const char *type, char *body,
@@ -54,9 +102,14 @@ http_handler(void *cls, struct MHD_Connection *conn, const char *url, const char
 {
 	struct http_server *h = cls;
 	if (*con_cls == NULL) {       /* first call: headers only */
-		*con_cls = h;
+		if (http_is_api(url) && h->api != NULL)
+			*con_cls = xcalloc(1, sizeof(struct http_request));
+		else
+			*con_cls = h;
 		return MHD_YES;
 	}
+	if (*con_cls != h)
+		return http_api(h, conn, url, method, upload_data, upload_data_size, con_cls);
 	if (*upload_data_size != 0)
 		return MHD_NO;
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
@@ -96,7 +149,14 @@ http_start(struct server *srv, struct http_server **h_r, char **err_r)
 	}
 	struct http_server *h = xcalloc(1, sizeof(*h));
 	h->srv = srv;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	h->api = api_new(srv);
+	if (h->api == NULL) {
+		http_set_err(err_r, "cannot set up the API", listen);
+		free(h);
+		return -1;
+	}
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+	    MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	h->mhd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, http_handler, h,
@@ -105,9 +165,12 @@ http_start(struct server *srv, struct http_server **h_r, char **err_r)
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_IP_LIMIT,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_SEC,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+	    MHD_OPTION_NOTIFY_COMPLETED, http_completed, h,
+	    MHD_OPTION_UNESCAPE_CALLBACK, api_unescape_none, NULL,
 	    MHD_OPTION_END);
 	if (h->mhd == NULL) {
 		http_set_err(err_r, "cannot listen (address in use?)", listen);
+		api_free(&h->api);
 		free(h);
 		return -1;
 	}
@@ -121,7 +184,9 @@ http_stop(struct http_server **hp)
 	struct http_server *h = *hp;
 	if (h == NULL)
 		return;
-	MHD_stop_daemon(h->mhd);
+	api_stop(h->api);           /* waiting connection threads give up ... */
+	MHD_stop_daemon(h->mhd);    /* ... so that this can join them */
+	api_free(&h->api);
 	free(h);
 	*hp = NULL;
 }

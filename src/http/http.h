@@ -1,7 +1,10 @@
 /*
- * http — the HTTP listener (libmicrohttpd, its own thread): GET /metrics
- * (Prometheus text) and GET /healthz now; the API later.  Only this module
- * includes microhttpd.h.
+ * http — the HTTP listener (libmicrohttpd, one thread per connection):
+ * GET /metrics (Prometheus text), GET /healthz, and the JSON API under
+ * /api/v1 (api.h).  Only this module includes microhttpd.h.
+ *
+ *   http_start(srv, &srv->http, &err);   // loop thread, after the store
+ *   http_stop(&srv->http);               // after the loop has stopped
  */
 #ifndef MAILARK_HTTP_HTTP_H
 #define MAILARK_HTTP_HTTP_H

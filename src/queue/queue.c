@@ -6,17 +6,27 @@
  * DESCRIPTION
  *	Layout under <data_dir>/queue/:
  *	  tmp/<ID>     being received; purged at start-up
+ *	  spare/sN     empty files made ahead by the worker pool, taken by
+ *	               writers instead of tmp/<ID>; purged at start-up
  *	  msg/<ID>     committed: body, envelope records, END (queue_file.h)
  *	  state/<ID>   append-only log of recipient outcomes, hold, attempts
  *	  corrupt/<ID> files that failed their checks at start-up
  *
  *	Commit: the session appends the body to tmp/<ID> as DATA arrives (on
- *	the loop thread, page cache only).  queue_writer_commit() hands the
- *	file to a worker that appends envelope + END, fsyncs, checks close()
- *	and renames tmp→msg.  Commits whose rename is done join a batch that
- *	shares one fsync of msg/ (group commit); only after that fsync does
- *	the commit callback see 0.  On any failure the file is unlinked and
- *	the callback gets errno.
+ *	the loop thread, page cache only).  queue_writer_commit() puts the
+ *	file on the list for the next batch of the queue's own commit thread
+ *	(group commit).  A batch takes every commit (and every recipient
+ *	record) waiting when it starts, so its size follows the load and
+ *	nothing waits for a batch to fill; the next batch starts when this
+ *	one is answered.  For its commits the thread appends envelope + END
+ *	to each file, starts their writeback together (sync_file_range, a
+ *	hint: one journal commit then covers most of the batch), fsyncs and
+ *	checks close() of each file, renames each tmp→msg, then fsyncs msg/
+ *	once for all.  Only then do the commit callbacks see 0; a failed
+ *	file fails its own commit (unlinked), a failed msg/ fsync fails the
+ *	whole batch (renamed files unlinked).  The commit thread is not the
+ *	shared worker pool, so an Argon2id hash or an SQLite write never
+ *	delays a 250.
  *
  *	Entry life cycle:
  *	  (tmp) --commit--> COMMITTED --ready--> scheduler ...
@@ -24,8 +34,14 @@
  *	Removing msg/ first means a crash between the two leaves an orphan
  *	state log (deleted at start-up), never a message without its
  *	recorded outcomes (which would deliver twice).  Recipient outcomes
- *	are fsynced into state/<ID> on a worker before the callback; the
- *	first durable record also fsyncs state/ so the log's name survives.
+ *	are appended to state/<ID> and fsynced in the commit thread's batch
+ *	before the callback; the first durable record also fsyncs state/ (once
+ *	per batch) so the log's name survives.  queue_entry_settle() skips
+ *	the state log when the outcomes finish the entry: its caller removes
+ *	the files at once, and a crash before that unlink is durable only
+ *	delivers the message again (at-least-once); an acknowledged message
+ *	is never lost.  queue_close() removes entries finished that way that
+ *	were not removed yet (a scheduler cut at shutdown).
  */
 #include "queue/queue.h"
 
@@ -56,28 +72,48 @@ struct qent {
 	struct queue_entry e;         /* first: a queue_entry * is a qent * */
 	struct qent *prev, *next;
 	int state_durable;            /* state/<ID> exists and state/ was fsynced */
+	int state_file;               /* state/<ID> may exist */
+	int settled;                  /* finished by queue_entry_settle: not on disk */
 };
 
 struct commit_job;
+struct record_job;
+
+#define QUEUE_SPARES 64           /* empty files kept ready for new messages */
+#define QUEUE_SPARE_NAME 16
+
+struct spare {
+	int fd;
+	char name[QUEUE_SPARE_NAME];
+};
 
 struct queue {
 	struct server *srv;
 	char *dir;
-	int tmp_fd, msg_fd, state_fd, corrupt_fd;
+	int tmp_fd, msg_fd, state_fd, corrupt_fd, spare_fd;
+	struct spare spares[QUEUE_SPARES];
+	size_t nspares;
+	int spare_refilling;          /* a refill job is on the worker pool */
+	unsigned spare_seq;
 	struct qent *head, *tail;
 	size_t count;
 	queue_ready_cb *ready_cb;
 	void *ready_arg;
-	struct commit_job *dirsync_wait;   /* renamed, waiting for a dir fsync */
-	struct commit_job *dirsync_batch;  /* in the running dir fsync */
-	int dirsync_running;
-	unsigned inflight;                 /* worker jobs not yet done */
+	struct worker_pool *syncer;        /* the commit thread, the queue's own */
+	struct commit_job *commit_wait, **commit_tail;   /* for the next batch */
+	struct record_job *record_wait, **record_tail;   /* for the next batch */
+	int batch_running;                 /* a batch is on the commit thread */
+	struct record_job *settled, **settled_tail;     /* answered without disk */
+	struct event *settled_ev;
+	unsigned inflight;                 /* jobs not yet done */
 };
 
 struct queue_writer {
 	struct queue *q;
 	int fd;
 	char id[ID_LEN + 1];
+	int src_dir;                  /* tmp/ (name = id) or spare/ */
+	char src[QUEUE_SPARE_NAME > ID_LEN + 1 ? QUEUE_SPARE_NAME : ID_LEN + 1];
 	uint64_t size;
 	uint32_t crc;
 };
@@ -86,6 +122,8 @@ struct commit_job {
 	struct queue *q;
 	int fd;
 	char id[ID_LEN + 1];
+	int src_dir;                  /* where the file is until its rename */
+	char src[QUEUE_SPARE_NAME > ID_LEN + 1 ? QUEUE_SPARE_NAME : ID_LEN + 1];
 	uint64_t body_size;
 	uint32_t crc;
 	struct queue_envelope env;
@@ -214,6 +252,9 @@ queue_envelope_copy(struct queue_envelope *dst, const struct queue_envelope *src
 
 /* ------------------------------------------------------------ recovery */
 
+static void settled_cb(evutil_socket_t fd, short what, void *arg);
+static void spare_drop_all(struct queue *q);
+
 static int
 open_subdir(struct queue *q, const char *name, int *fd_r, char **err_r)
 {
@@ -277,17 +318,26 @@ free_names(char **names, size_t n)
 }
 
 static void
-queue_purge_tmp(struct queue *q)
+queue_purge_dir(int dirfd, const char *dir, int quiet)
 {
 	size_t n;
-	char **names = list_dir(q->tmp_fd, &n);
+	char **names = list_dir(dirfd, &n);
 	for (size_t i = 0; i < n; i++) {
-		if (sys_unlinkat(q->tmp_fd, names[i]) < 0)
-			log_warn("queue_purge_failed", "file=tmp/%s errno=%d", log_str(names[i]), errno);
-		else
-			log_info("queue_purged", "file=tmp/%s reason=incomplete", log_str(names[i]));
+		if (sys_unlinkat(dirfd, names[i]) < 0)
+			log_warn("queue_purge_failed", "file=%s/%s errno=%d", dir, log_str(names[i]),
+			    errno);
+		else if (!quiet)
+			log_info("queue_purged", "file=%s/%s reason=incomplete", dir,
+			    log_str(names[i]));
 	}
 	free_names(names, n);
+}
+
+static void
+queue_purge_tmp(struct queue *q)
+{
+	queue_purge_dir(q->tmp_fd, "tmp", 0);
+	queue_purge_dir(q->spare_fd, "spare", 1);
 }
 
 static void
@@ -318,7 +368,7 @@ queue_load_state(struct queue *q, struct qent *qe)
 			log_error("queue_state_truncate_failed", "id=%s errno=%d", qe->e.env.id, errno);
 	}
 	close(fd);
-	qe->state_durable = 1;
+	qe->state_durable = qe->state_file = 1;
 	buf_free(&b);
 }
 
@@ -382,13 +432,19 @@ queue_open(struct server *srv, struct queue **q_r, char **err_r)
 	struct queue *q = xcalloc(1, sizeof(*q));
 	struct buf dir = BUF_INIT;
 	q->srv = srv;
-	q->tmp_fd = q->msg_fd = q->state_fd = q->corrupt_fd = -1;
+	q->tmp_fd = q->msg_fd = q->state_fd = q->corrupt_fd = q->spare_fd = -1;
+	q->commit_tail = &q->commit_wait;
+	q->record_tail = &q->record_wait;
+	q->settled_tail = &q->settled;
+	if (srv->base != NULL)
+		q->settled_ev = event_new(srv->base, -1, 0, settled_cb, q);
 	buf_appendf(&dir, "%s/queue", srv->cfg->data_dir);
 	q->dir = buf_steal(&dir);
 	if (open_subdir(q, "tmp", &q->tmp_fd, err_r) < 0 ||
 	    open_subdir(q, "msg", &q->msg_fd, err_r) < 0 ||
 	    open_subdir(q, "state", &q->state_fd, err_r) < 0 ||
-	    open_subdir(q, "corrupt", &q->corrupt_fd, err_r) < 0) {
+	    open_subdir(q, "corrupt", &q->corrupt_fd, err_r) < 0 ||
+	    open_subdir(q, "spare", &q->spare_fd, err_r) < 0) {
 		queue_close(&q);
 		return -1;
 	}
@@ -416,10 +472,19 @@ queue_close(struct queue **qp)
 	}
 	while (q->head != NULL) {
 		struct qent *qe = q->head;
+		if (qe->settled && queue_entry_finished(&qe->e)) {
+			queue_entry_remove(q, &qe->e);
+			continue;
+		}
 		queue_unlink(q, qe);
 		qent_free(qe);
 	}
-	int *fds[] = { &q->tmp_fd, &q->msg_fd, &q->state_fd, &q->corrupt_fd };
+	if (q->syncer != NULL)
+		worker_pool_free(&q->syncer);
+	if (q->settled_ev != NULL)
+		event_free(q->settled_ev);
+	spare_drop_all(q);
+	int *fds[] = { &q->tmp_fd, &q->msg_fd, &q->state_fd, &q->corrupt_fd, &q->spare_fd };
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (*fds[i] >= 0)
 			close(*fds[i]);
@@ -449,20 +514,105 @@ queue_announce_all(struct queue *q)
 
 /* -------------------------------------------------------------- writer */
 
+/* ------------------------------------------------------ spare files */
+
+/*
+ * Creating a file is the dearest step of receiving a message (the
+ * filesystem searches for a free inode), so empty files are created ahead
+ * in spare/ by the worker pool, off the loop thread.  A writer takes one
+ * when there is one and creates tmp/<ID> itself otherwise; either way the
+ * commit renames it to msg/<ID>.  spare/ is emptied at start-up and close.
+ */
+struct spare_job {
+	struct queue *q;
+	size_t n, want;
+	unsigned seq;
+	struct spare made[QUEUE_SPARES];
+};
+
+static void
+spare_work(void *arg)
+{
+	struct spare_job *j = arg;
+	for (j->n = 0; j->n < j->want; j->n++) {
+		struct spare *sp = &j->made[j->n];
+		snprintf(sp->name, sizeof(sp->name), "s%u", j->seq + (unsigned)j->n);
+		sp->fd = sys_openat(j->q->spare_fd, sp->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		    0600);
+		if (sp->fd < 0)
+			break;
+	}
+}
+
+static void
+spare_done(void *arg)
+{
+	struct spare_job *j = arg;
+	struct queue *q = j->q;
+	q->inflight--;
+	q->spare_refilling = 0;
+	for (size_t i = 0; i < j->n; i++) {
+		if (q->nspares < QUEUE_SPARES) {
+			q->spares[q->nspares++] = j->made[i];
+		} else {
+			close(j->made[i].fd);
+			unlinkat(q->spare_fd, j->made[i].name, 0);
+		}
+	}
+	free(j);
+}
+
+static void
+spare_refill(struct queue *q)
+{
+	if (q->spare_refilling || q->nspares >= QUEUE_SPARES / 2 || q->srv->workers == NULL)
+		return;
+	struct spare_job *j = xcalloc(1, sizeof(*j));
+	j->q = q;
+	j->want = QUEUE_SPARES - q->nspares;
+	j->seq = q->spare_seq;
+	q->spare_seq += (unsigned)j->want;
+	q->spare_refilling = 1;
+	q->inflight++;
+	worker_submit(q->srv->workers, spare_work, spare_done, j);
+}
+
+static void
+spare_drop_all(struct queue *q)
+{
+	while (q->nspares > 0) {
+		struct spare *sp = &q->spares[--q->nspares];
+		close(sp->fd);
+		unlinkat(q->spare_fd, sp->name, 0);
+	}
+}
+
+/* -------------------------------------------------------------- writer */
+
 struct queue_writer *
 queue_writer_new(struct queue *q, const char *id, char **err_r)
 {
-	int fd = sys_openat(q->tmp_fd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
+	struct queue_writer *w = xcalloc(1, sizeof(*w));
+	w->q = q;
+	snprintf(w->id, sizeof(w->id), "%s", id);
+	if (q->nspares > 0) {
+		struct spare *sp = &q->spares[--q->nspares];
+		w->fd = sp->fd;
+		w->src_dir = q->spare_fd;
+		snprintf(w->src, sizeof(w->src), "%s", sp->name);
+	} else {
+		w->fd = sys_openat(q->tmp_fd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		w->src_dir = q->tmp_fd;
+		snprintf(w->src, sizeof(w->src), "%s", id);
+	}
+	if (w->fd < 0) {
 		struct buf e = BUF_INIT;
 		buf_appendf(&e, "queue: cannot create tmp/%s: %s", id, strerror(errno));
 		*err_r = buf_steal(&e);
+		free(w);
 		return NULL;
 	}
-	struct queue_writer *w = xcalloc(1, sizeof(*w));
-	w->q = q;
-	w->fd = fd;
-	snprintf(w->id, sizeof(w->id), "%s", id);
+	spare_refill(q);
 	return w;
 }
 
@@ -491,41 +641,11 @@ queue_writer_abort(struct queue_writer **wp)
 	if (w == NULL)
 		return;
 	close(w->fd);
-	if (sys_unlinkat(w->q->tmp_fd, w->id) < 0 && errno != ENOENT)
-		log_warn("queue_unlink_failed", "file=tmp/%s errno=%d", w->id, errno);
+	if (sys_unlinkat(w->src_dir, w->src) < 0 && errno != ENOENT)
+		log_warn("queue_unlink_failed", "file=%s/%s errno=%d",
+		    w->src_dir == w->q->tmp_fd ? "tmp" : "spare", w->src, errno);
 	free(w);
 	*wp = NULL;
-}
-
-/* Worker thread: envelope + END, fsync, close, rename tmp→msg. */
-static void
-commit_work(void *arg)
-{
-	struct commit_job *j = arg;
-	struct queue *q = j->q;
-	if (sys_write_all(j->fd, j->trailer.data, j->trailer.len) < 0 || sys_fsync(j->fd) < 0) {
-		j->error = errno;
-		close(j->fd);
-	} else if (sys_close(j->fd) < 0) {
-		j->error = errno;
-	} else if (sys_renameat(q->tmp_fd, j->id, q->msg_fd, j->id) < 0) {
-		j->error = errno;
-	}
-	j->fd = -1;
-	if (j->error != 0)
-		unlinkat(q->tmp_fd, j->id, 0);
-}
-
-static void
-dirsync_work(void *arg)
-{
-	struct queue *q = arg;
-	int error = sys_fsync(q->msg_fd) < 0 ? errno : 0;
-	for (struct commit_job *j = q->dirsync_batch; j != NULL; j = j->next) {
-		j->error = error;
-		if (error != 0)
-			unlinkat(q->msg_fd, j->id, 0);
-	}
 }
 
 static void
@@ -570,54 +690,202 @@ commit_finish(struct commit_job *j)
 	commit_job_free(j);
 }
 
-static void dirsync_start(struct queue *q);
+/* ------------------------------------------------------- group commit */
 
+/*
+ * Commit thread: starts writeback of every file of the batch so that the
+ * disk sees them together; fsync() (below) stays what makes them durable.
+ * A failure here is only a lost hint: fsync reports the real error.
+ */
 static void
-dirsync_done(void *arg)
+batch_start_writeback(int fd, int wait)
 {
-	struct queue *q = arg;
-	struct commit_job *j = q->dirsync_batch;
-	q->inflight--;
-	q->dirsync_batch = NULL;
-	q->dirsync_running = 0;
-	size_t n = 0;
-	for (struct commit_job *k = j; k != NULL; k = k->next)
-		n++;
-	log_debug("queue_group_commit", "messages=%zu error=%d", n, j != NULL ? j->error : 0);
-	while (j != NULL) {
-		struct commit_job *next = j->next;
-		commit_finish(j);
-		j = next;
+	unsigned flags = SYNC_FILE_RANGE_WRITE;
+	if (wait)
+		flags |= SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER;
+	if (fd >= 0 && sync_file_range(fd, 0, 0, flags) < 0)
+		log_debug("queue_writeback_hint_failed", "errno=%d", errno);
+}
+
+/* Commit thread: envelope + END appended to every file of the batch. */
+static void
+batch_write_trailers(struct commit_job *list)
+{
+	for (struct commit_job *j = list; j != NULL; j = j->next) {
+		if (sys_write_all(j->fd, j->trailer.data, j->trailer.len) < 0) {
+			j->error = errno;
+			close(j->fd);
+			j->fd = -1;
+		}
 	}
-	if (q->dirsync_wait != NULL)
-		dirsync_start(q);
+	for (int wait = 0; wait <= 1; wait++)
+		for (struct commit_job *j = list; j != NULL; j = j->next)
+			batch_start_writeback(j->fd, wait);
 }
 
-static void
-dirsync_start(struct queue *q)
+/* Commit thread: fsync, checked close, rename tmp→msg; 1 when renamed. */
+static int
+batch_commit_file(struct queue *q, struct commit_job *j)
 {
-	q->dirsync_batch = q->dirsync_wait;
-	q->dirsync_wait = NULL;
-	q->dirsync_running = 1;
-	q->inflight++;
-	worker_submit(q->srv->workers, dirsync_work, dirsync_done, q);
-}
-
-static void
-commit_done(void *arg)
-{
-	struct commit_job *j = arg;
-	struct queue *q = j->q;
-	q->inflight--;
+	if (j->fd >= 0) {
+		if (sys_fsync(j->fd) < 0) {
+			j->error = errno;
+			close(j->fd);
+		} else if (sys_close(j->fd) < 0) {
+			j->error = errno;
+		} else if (sys_renameat(j->src_dir, j->src, q->msg_fd, j->id) < 0) {
+			j->error = errno;
+		}
+		j->fd = -1;
+	}
 	if (j->error != 0) {
-		commit_finish(j);
-		return;
+		unlinkat(j->src_dir, j->src, 0);
+		return 0;
 	}
-	/* Group commit: join the batch waiting for the next msg/ fsync. */
-	j->next = q->dirsync_wait;
-	q->dirsync_wait = j;
-	if (!q->dirsync_running)
-		dirsync_start(q);
+	return 1;
+}
+
+/*
+ * Commit thread: every waiting commit of the batch made durable with one
+ * fsync of msg/ for all of their renames.  A failed directory fsync fails
+ * every commit of the batch (their msg/ files are removed again).
+ */
+static void
+batch_commits(struct queue *q, struct commit_job *list)
+{
+	int renamed = 0;
+	batch_write_trailers(list);
+	for (struct commit_job *j = list; j != NULL; j = j->next)
+		renamed += batch_commit_file(q, j);
+	if (renamed == 0 || sys_fsync(q->msg_fd) == 0)
+		return;
+	int error = errno;
+	for (struct commit_job *j = list; j != NULL; j = j->next) {
+		if (j->error != 0)
+			continue;
+		j->error = error;
+		unlinkat(q->msg_fd, j->id, 0);
+	}
+}
+
+struct record_job {
+	struct queue *q;
+	struct qent *qe;
+	char id[ID_LEN + 1];
+	struct buf data;
+	int fd;
+	int fsync_dir;                /* first durable record: state/ needs an fsync */
+	int error;
+	size_t n;
+	size_t *idx;
+	enum queue_rcpt_state *states;
+	char **replies;
+	queue_done_cb *cb;
+	void *arg;
+	struct record_job *next;
+};
+
+/* Commit thread: appends each record to its state log, fsyncs them, then state/ once. */
+static void
+batch_records(struct queue *q, struct record_job *list)
+{
+	int dir_needed = 0;
+	for (struct record_job *j = list; j != NULL; j = j->next) {
+		j->fd = sys_openat(q->state_fd, j->id, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+		    0600);
+		if (j->fd >= 0 && sys_write_all(j->fd, j->data.data, j->data.len) < 0) {
+			close(j->fd);
+			j->fd = -1;
+		}
+		if (j->fd < 0)
+			j->error = errno;
+		batch_start_writeback(j->fd, 0);
+	}
+	for (struct record_job *j = list; j != NULL; j = j->next) {
+		if (j->fd < 0)
+			continue;
+		if (sys_fsync(j->fd) < 0) {
+			j->error = errno;
+			close(j->fd);
+		} else if (sys_close(j->fd) < 0) {
+			j->error = errno;
+		}
+		j->fd = -1;
+		dir_needed |= j->error == 0 && j->fsync_dir;
+	}
+	if (!dir_needed || sys_fsync(q->state_fd) == 0)
+		return;
+	int error = errno;
+	for (struct record_job *j = list; j != NULL; j = j->next)
+		if (j->error == 0 && j->fsync_dir)
+			j->error = error;
+}
+
+struct sync_batch {
+	struct queue *q;
+	struct commit_job *commits;
+	struct record_job *records;
+};
+
+static void
+batch_work(void *arg)
+{
+	struct sync_batch *b = arg;
+	if (b->commits != NULL)
+		batch_commits(b->q, b->commits);
+	if (b->records != NULL)
+		batch_records(b->q, b->records);
+}
+
+static void record_done(struct record_job *j);
+static void batch_maybe_start(struct queue *q);
+
+/* Loop thread: the batch is durable (or failed): answer every member. */
+static void
+batch_done(void *arg)
+{
+	struct sync_batch *b = arg;
+	struct queue *q = b->q;
+	size_t n = 0;
+	q->inflight--;
+	q->batch_running = 0;
+	for (struct commit_job *j = b->commits, *next; j != NULL; j = next, n++) {
+		next = j->next;
+		commit_finish(j);
+	}
+	for (struct record_job *j = b->records, *next; j != NULL; j = next) {
+		next = j->next;
+		record_done(j);
+	}
+	log_debug("queue_group_commit", "messages=%zu", n);
+	free(b);
+	batch_maybe_start(q);
+}
+
+/*
+ * Loop thread: hands every waiting commit and record to the commit thread
+ * as one batch, unless a batch is running: the next one then takes all
+ * that arrived meanwhile, so the batch size follows the load and no
+ * commit ever waits for a batch to fill.
+ */
+static void
+batch_maybe_start(struct queue *q)
+{
+	if (q->batch_running || (q->commit_wait == NULL && q->record_wait == NULL))
+		return;
+	struct sync_batch *b = xcalloc(1, sizeof(*b));
+	b->q = q;
+	b->commits = q->commit_wait;
+	b->records = q->record_wait;
+	q->commit_wait = NULL;
+	q->commit_tail = &q->commit_wait;
+	q->record_wait = NULL;
+	q->record_tail = &q->record_wait;
+	if (q->syncer == NULL)
+		q->syncer = worker_pool_new(q->srv->base, 1);
+	q->batch_running = 1;
+	q->inflight++;
+	worker_submit(q->syncer, batch_work, batch_done, b);
 }
 
 void
@@ -630,6 +898,8 @@ queue_writer_commit(struct queue_writer *w, const struct queue_envelope *env,
 	j->q = q;
 	j->fd = w->fd;
 	memcpy(j->id, w->id, sizeof(j->id));
+	j->src_dir = w->src_dir;
+	memcpy(j->src, w->src, sizeof(j->src));
 	j->body_size = w->size;
 	j->cb = cb;
 	j->arg = arg;
@@ -641,8 +911,9 @@ queue_writer_commit(struct queue_writer *w, const struct queue_envelope *env,
 	uint32_t crc = qfile_crc32(w->crc, j->trailer.data, j->trailer.len);
 	qfile_encode_end(w->size, (uint32_t)j->trailer.len, crc, &j->trailer);
 	free(w);
-	q->inflight++;
-	worker_submit(q->srv->workers, commit_work, commit_done, j);
+	*q->commit_tail = j;
+	q->commit_tail = &j->next;
+	batch_maybe_start(q);
 }
 
 void
@@ -693,28 +964,34 @@ queue_entry_finished(const struct queue_entry *e)
 	return 1;
 }
 
-struct record_job {
-	struct queue *q;
-	struct qent *qe;
-	struct buf data;
-	int fsync_dir;
-	int error;
-	size_t n;
-	size_t *idx;
-	enum queue_rcpt_state *states;
-	char **replies;
-	queue_done_cb *cb;
-	void *arg;
-};
-
-/* Appends data to state/<ID>; fsyncs when asked (and state/ the first time). */
+/* Appends data to state/<ID> without fsync (hints that may be lost). */
 static int
-state_append(struct queue *q, const char *id, const struct buf *data, int sync, int sync_dir)
+state_append(struct queue *q, struct qent *qe, const struct buf *data)
 {
-	int fd = sys_openat(q->state_fd, id, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	int fd = sys_openat(q->state_fd, qe->e.env.id, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+	    0600);
 	if (fd < 0)
 		return -1;
-	if (sys_write_all(fd, data->data, data->len) < 0 || (sync && sys_fsync(fd) < 0)) {
+	qe->state_file = 1;
+	if (sys_write_all(fd, data->data, data->len) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return sys_close(fd);
+}
+
+/* Appends data to state/<ID> and fsyncs it (and state/ the first time). */
+static int
+state_append_durable(struct queue *q, struct qent *qe, const struct buf *data)
+{
+	int fd = sys_openat(q->state_fd, qe->e.env.id, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+	    0600);
+	if (fd < 0)
+		return -1;
+	qe->state_file = 1;
+	if (sys_write_all(fd, data->data, data->len) < 0 || sys_fsync(fd) < 0) {
 		int e = errno;
 		close(fd);
 		errno = e;
@@ -722,26 +999,19 @@ state_append(struct queue *q, const char *id, const struct buf *data, int sync, 
 	}
 	if (sys_close(fd) < 0)
 		return -1;
-	if (sync && sync_dir && sys_fsync(q->state_fd) < 0)
+	if (!qe->state_durable && sys_fsync(q->state_fd) < 0)
 		return -1;
 	return 0;
 }
 
+/* Loop thread: the outcomes are recorded (or failed); apply them and tell the caller. */
 static void
-record_work(void *arg)
+record_done(struct record_job *j)
 {
-	struct record_job *j = arg;
-	if (state_append(j->q, j->qe->e.env.id, &j->data, 1, j->fsync_dir) < 0)
-		j->error = errno;
-}
-
-static void
-record_done(void *arg)
-{
-	struct record_job *j = arg;
 	j->q->inflight--;
 	if (j->error == 0) {
-		j->qe->state_durable = 1;
+		if (j->data.len > 0)
+			j->qe->state_durable = j->qe->state_file = 1;
 		for (size_t i = 0; i < j->n; i++) {
 			struct queue_rcpt *r = &j->qe->e.env.rcpts[j->idx[i]];
 			r->state = j->states[i];
@@ -766,14 +1036,65 @@ record_done(void *arg)
 	free(j);
 }
 
-void
-queue_entry_record(struct queue *q, struct queue_entry *e, const size_t *idx,
+static void
+settled_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+	struct record_job *j = q->settled;
+	q->settled = NULL;
+	q->settled_tail = &q->settled;
+	while (j != NULL) {
+		struct record_job *next = j->next;
+		record_done(j);
+		j = next;
+	}
+}
+
+/*
+ * 1 when these outcomes leave no recipient pending.  Outcomes still being
+ * recorded by another job count as pending, so this never says 1 early.
+ */
+static int
+record_finishes(const struct queue_entry *e, const struct record_job *j)
+{
+	for (size_t i = 0; i < e->env.nrcpts; i++) {
+		if (e->env.rcpts[i].state != RCPT_PENDING)
+			continue;
+		size_t k = 0;
+		while (k < j->n && (j->idx[k] != i || j->states[k] == RCPT_PENDING))
+			k++;
+		if (k == j->n)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * The entry is finished by these outcomes: nothing is written, the
+ * scheduler removes the files next (msg/ first).  A crash before the
+ * unlink reaches the disk delivers the message again (at-least-once);
+ * nothing acknowledged can be lost, so the fsync is not needed.
+ */
+static void
+record_settle(struct queue *q, struct record_job *j)
+{
+	buf_free(&j->data);
+	j->qe->settled = 1;
+	*q->settled_tail = j;
+	q->settled_tail = &j->next;
+	event_active(q->settled_ev, 0, 0);
+}
+
+static struct record_job *
+record_job_new(struct queue *q, struct queue_entry *e, const size_t *idx,
     const enum queue_rcpt_state *states, const char *const *replies, size_t n,
     queue_done_cb *cb, void *arg)
 {
 	struct record_job *j = xcalloc(1, sizeof(*j));
 	j->q = q;
 	j->qe = qent_of(e);
+	memcpy(j->id, e->env.id, sizeof(j->id));
+	j->fd = -1;
 	j->fsync_dir = !j->qe->state_durable;
 	j->n = 0;
 	j->idx = xcalloc(n + 1, sizeof(*j->idx));
@@ -795,7 +1116,37 @@ queue_entry_record(struct queue *q, struct queue_entry *e, const size_t *idx,
 		j->n++;
 	}
 	q->inflight++;
-	worker_submit(q->srv->workers, record_work, record_done, j);
+	return j;
+}
+
+static void
+record_submit(struct queue *q, struct record_job *j)
+{
+	*q->record_tail = j;
+	q->record_tail = &j->next;
+	batch_maybe_start(q);
+}
+
+void
+queue_entry_record(struct queue *q, struct queue_entry *e, const size_t *idx,
+    const enum queue_rcpt_state *states, const char *const *replies, size_t n,
+    queue_done_cb *cb, void *arg)
+{
+	record_submit(q, record_job_new(q, e, idx, states, replies, n, cb, arg));
+}
+
+int
+queue_entry_settle(struct queue *q, struct queue_entry *e, const size_t *idx,
+    const enum queue_rcpt_state *states, const char *const *replies, size_t n,
+    queue_done_cb *cb, void *arg)
+{
+	struct record_job *j = record_job_new(q, e, idx, states, replies, n, cb, arg);
+	if (q->settled_ev == NULL || !record_finishes(e, j)) {
+		record_submit(q, j);
+		return 0;
+	}
+	record_settle(q, j);
+	return 1;
 }
 
 void
@@ -805,7 +1156,7 @@ queue_entry_note_attempt(struct queue *q, struct queue_entry *e)
 	buf_appendf(&p, "%u\t%lld\t%lld", e->attempts, (long long)e->next_attempt,
 	    (long long)e->last_attempt);
 	qstate_encode(QSTATE_ATTEMPT, buf_cstr(&p), &rec);
-	if (state_append(q, e->env.id, &rec, 0, 0) < 0)
+	if (state_append(q, qent_of(e), &rec) < 0)
 		log_warn("queue_note_failed", "id=%s errno=%d", e->env.id, errno);
 	buf_free(&p);
 	buf_free(&rec);
@@ -818,7 +1169,7 @@ queue_entry_set_hold(struct queue *q, struct queue_entry *e, int held)
 	struct qent *qe = qent_of(e);
 	/* An administrator's command: a small synchronous fsync is acceptable here. */
 	qstate_encode(QSTATE_HOLD, held ? "1" : "0", &rec);
-	int rc = state_append(q, e->env.id, &rec, 1, !qe->state_durable);
+	int rc = state_append_durable(q, qe, &rec);
 	buf_free(&rec);
 	if (rc < 0) {
 		log_error("queue_hold_failed", "id=%s errno=%d", e->env.id, errno);
@@ -837,7 +1188,7 @@ queue_entry_remove(struct queue *q, struct queue_entry *e)
 	struct qent *qe = qent_of(e);
 	if (sys_unlinkat(q->msg_fd, e->env.id) < 0 && errno != ENOENT)
 		log_error("queue_unlink_failed", "file=msg/%s errno=%d", e->env.id, errno);
-	else if (sys_unlinkat(q->state_fd, e->env.id) < 0 && errno != ENOENT)
+	else if (qe->state_file && sys_unlinkat(q->state_fd, e->env.id) < 0 && errno != ENOENT)
 		log_warn("queue_unlink_failed", "file=state/%s errno=%d", e->env.id, errno);
 	log_info("removed", "id=%s", e->env.id);
 	queue_unlink(q, qe);

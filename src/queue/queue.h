@@ -5,7 +5,7 @@
  * Receiving (smtp session, loop thread):
  *   struct queue_writer *w = queue_writer_new(q, id, &err);   // id from id_generate()
  *   queue_writer_append(w, bytes, len) ...                     // message as received
- *   queue_writer_commit(w, &env, on_committed, session);       // async: fsync on a worker
+ *   queue_writer_commit(w, &env, on_committed, session);       // async: group commit
  *   → on_committed(session, 0) on the loop thread: now, and only now, send 250.
  *   → on_committed(session, errno) : the message is gone; answer 451 (452 for ENOSPC).
  *   queue_writer_abort(&w) throws away a message that will not be committed.
@@ -118,10 +118,22 @@ struct queue_entry *queue_entry_find(struct queue *q, const char *id);
 /* Opens the message bytes read-only: fd positioned at 0, length = body_size. */
 int queue_entry_open_body(struct queue *q, const struct queue_entry *e);
 /*
- * Records recipient outcomes durably (worker thread fsync), then calls cb.
+ * Records recipient outcomes durably (fsynced by the commit thread, in a
+ * batch with the other commits and records waiting), then calls cb.
  * states[i] / replies[i] apply to rcpt index idx[i].
  */
 void queue_entry_record(struct queue *q, struct queue_entry *e, const size_t *idx,
+    const enum queue_rcpt_state *states, const char *const *replies, size_t n,
+    queue_done_cb *cb, void *arg);
+/*
+ * Like queue_entry_record(), for a caller that removes the entry as soon as
+ * it is finished: when these outcomes leave no recipient pending, nothing
+ * is written (returns 1; cb still runs later, with 0) and the caller must
+ * queue_entry_remove() the entry from cb.  A crash before that unlink is on
+ * disk delivers the message again (at-least-once), it never loses one.
+ * Otherwise (returns 0) it is queue_entry_record().
+ */
+int queue_entry_settle(struct queue *q, struct queue_entry *e, const size_t *idx,
     const enum queue_rcpt_state *states, const char *const *replies, size_t n,
     queue_done_cb *cb, void *arg);
 /* Records attempts/next_attempt (best effort, not fsynced: losing it only retries early). */

@@ -68,6 +68,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "config/config.h"
 #include "lib/buf.h"
 #include "lib/id.h"
 #include "lib/log.h"
@@ -808,8 +809,44 @@ proceed_mail(struct smtp_session *sess, const char *args)
 }
 
 /*
+ * Data residency: a node stores mail only for tenants of the regions it
+ * serves ([server] regions).  1 served, 0 not, -1 lookup failure.
+ */
+static int
+rcpt_region_served(struct smtp_session *sess, const char *tenant)
+{
+	struct store_tenant t;
+	int found = store_tenant_get(sess->main->store, tenant, &t);
+	if (found != 1)
+		return -1;
+	int served = config_region_served(sess->cfg, t.region);
+	free(t.name);
+	free(t.region);
+	free(t.unknown_recipients);
+	return served;
+}
+
+static int
+rcpt_check_region(struct smtp_session *sess, const struct smtp_rcpt *r, char **tenant_r)
+{
+	int served = rcpt_region_served(sess, *tenant_r);
+	if (served == 1)
+		return 1;
+	if (served < 0)
+		reply(sess, "451 4.3.0 Temporary lookup failure");
+	else {
+		reply(sess, "451 4.7.1 <%s>: organisation not served in this region", r->path.addr);
+		log_reject(sess, "region_not_served", r->path.addr);
+	}
+	xfree(tenant_r);
+	return served < 0 ? -1 : 0;
+}
+
+/*
  * Recipient policy: a tenant's domain → inbound for that tenant; else a
  * client inside a tenant's relay network → outbound for it; else refused.
+ * A tenant of a region this node does not serve gets 451, so the sender's
+ * MTA tries an MX of the right region and nothing is stored here.
  * Returns 1 accepted, 0 refused (reply sent), -1 lookup failure (reply sent).
  */
 static int
@@ -820,13 +857,13 @@ rcpt_policy(struct smtp_session *sess, const struct smtp_rcpt *r, char **tenant_
 	int found = r->path.postmaster ? 0 : store_domain_tenant(st, r->path.domain, tenant_r);
 	if (found == 1) {
 		*dir_r = QUEUE_INBOUND;
-		return 1;
+		return rcpt_check_region(sess, r, tenant_r);
 	}
 	if (found == 0 && !r->path.postmaster)
 		found = store_relay_tenant(st, (const struct sockaddr *)&sess->ss, tenant_r);
 	if (found == 1) {
 		*dir_r = QUEUE_OUTBOUND;
-		return 1;
+		return rcpt_check_region(sess, r, tenant_r);
 	}
 	if (found < 0) {
 		reply(sess, "451 4.3.0 Temporary lookup failure");

@@ -10,6 +10,7 @@
  * memory as parsed CIDRs and reloaded after every change to them.
  */
 #include "store/store.h"
+#include "store/store_internal.h"
 
 #include <ctype.h>
 #include <sqlite3.h>
@@ -23,7 +24,7 @@
 #include "lib/netaddr.h"
 #include "lib/strutil.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define STORE_TENANT_MAX 63
 #define STORE_DOMAIN_MAX 253
 
@@ -162,6 +163,20 @@ static const char *const store_migration[STORE_SCHEMA_VERSION] = {
 	"  time_us INTEGER NOT NULL,"
 	"  key_id TEXT NOT NULL,"
 	"  signature BLOB NOT NULL);",
+	/* 4: directory sync — per-tenant LDAP / Active Directory settings. */
+	"CREATE TABLE IF NOT EXISTS directory_settings ("
+	"  tenant TEXT PRIMARY KEY REFERENCES tenants(name) ON DELETE CASCADE,"
+	"  url TEXT NOT NULL,"
+	"  base_dn TEXT NOT NULL,"
+	"  bind_dn TEXT NOT NULL,"
+	"  bind_password TEXT NOT NULL,"
+	"  user_filter TEXT,"                          /* NULL: (objectClass=user) */
+	"  group_filter TEXT,"                         /* NULL: (objectClass=group) */
+	"  interval INTEGER NOT NULL,"                 /* seconds; 0: on demand only */
+	"  starttls INTEGER NOT NULL DEFAULT 0,"
+	"  last_sync INTEGER,"
+	"  last_result TEXT,"                          /* JSON summary of the last sync */
+	"  updated INTEGER NOT NULL);",
 };
 
 struct store_relay_cache {
@@ -471,6 +486,12 @@ store_close(struct store **stp)
 	free(st->path);
 	free(st);
 	*stp = NULL;
+}
+
+sqlite3 *
+store_sqlite(struct store *st)
+{
+	return st->db;
 }
 
 /* ---- tenants ------------------------------------------------------------- */
