@@ -20,7 +20,7 @@
 #include "control/control.h"
 #include "lib/mem.h"
 
-#define CLI_MAX_ARGS 2
+#define CLI_MAX_ARGS 3
 
 struct cli_sub {
 	const char *group;
@@ -39,6 +39,10 @@ static const struct cli_sub cli_subs[] = {
 	{ "tenant", "list", "tenant.list", { NULL }, 0, "", "Lists the tenants." },
 	{ "tenant", "show", "tenant.show", { "name" }, 1, "NAME",
 	  "Shows a tenant with its domains, routes and relay networks." },
+	{ "tenant", "set", "tenant.set", { "name", "key", "value" }, 3, "NAME KEY VALUE",
+	  "Changes a tenant setting.  unknown-recipients accept|reject: mail to an\n"
+	  "address of the tenant's domains that is no user or alias is accepted\n"
+	  "(default) or refused with 550 5.1.1." },
 	{ "tenant", "remove", "tenant.remove", { "name" }, 1, "NAME",
 	  "Removes a tenant and its relay networks.  A tenant that still has\n"
 	  "domains is refused: remove its domains first (no cascade)." },

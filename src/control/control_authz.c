@@ -57,6 +57,7 @@ static const struct authz_rule authz_rules[] = {
 	{ "tenant.list", ROLE_OPERATOR, AUTHZ_INSTALL, NULL },
 	{ "tenant.remove", ROLE_OPERATOR, AUTHZ_INSTALL, NULL },
 	{ "tenant.show", ROLE_AUDITOR, AUTHZ_TENANT, "name" },
+	{ "tenant.set", ROLE_ADMIN, AUTHZ_TENANT, "name" },
 	{ "domain.add", ROLE_ADMIN, AUTHZ_TENANT, "tenant" },
 	{ "domain.list", ROLE_AUDITOR, AUTHZ_TENANT, "tenant" },
 	{ "domain.remove", ROLE_ADMIN, AUTHZ_TENANT, "tenant" },

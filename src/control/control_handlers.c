@@ -167,6 +167,26 @@ control_tenant_show(struct server *srv, const struct principal *who, json_t *arg
 	return 0;
 }
 
+/* tenant.set NAME KEY VALUE: the per-tenant settings of the gateway. */
+static int
+control_tenant_set(struct server *srv, const struct principal *who, json_t *args,
+    json_t **result_r, char **err_r)
+{
+	const char *name = control_arg(args, "name", err_r);
+	const char *key = name ? control_arg(args, "key", err_r) : NULL;
+	const char *value = key ? control_arg(args, "value", err_r) : NULL;
+	if (value == NULL)
+		return -1;
+	if (strcmp(key, "unknown_recipients") != 0 && strcmp(key, "unknown-recipients") != 0) {
+		control_err(err_r, "unknown tenant setting '%s' (known: unknown-recipients)", key);
+		return -1;
+	}
+	if (store_tenant_set_unknown_recipients(srv->store, name, value, err_r) < 0)
+		return -1;
+	*result_r = json_pack("{s:s, s:s}", "name", name, "unknown_recipients", value);
+	return 0;
+}
+
 static int
 control_tenant_remove(struct server *srv, const struct principal *who, json_t *args, json_t **result_r, char **err_r)
 {
@@ -441,6 +461,7 @@ const struct control_command control_core_commands[] = {
 	{ "tenant.list", 0, control_tenant_list },
 	{ "tenant.show", 0, control_tenant_show },
 	{ "tenant.remove", 1, control_tenant_remove },
+	{ "tenant.set", 1, control_tenant_set },
 	{ "domain.add", 1, control_domain_add },
 	{ "domain.list", 0, control_domain_list },
 	{ "domain.remove", 1, control_domain_remove },

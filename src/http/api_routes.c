@@ -27,6 +27,8 @@ const struct api_route api_routes[] = {
 	{ "POST", "/api/v1/tenants", "tenant.add", 0, API_CREATED, "name!,region", NULL,
 	    "Creates a tenant" },
 	{ "GET", "/api/v1/tenants/{name}", "tenant.show", 0, 0, NULL, NULL, "Shows a tenant" },
+	{ "PUT", "/api/v1/tenants/{name}/settings/{key}", "tenant.set", 0, 0, "value!", NULL,
+	    "Changes a tenant setting (unknown-recipients: accept or reject)" },
 	{ "DELETE", "/api/v1/tenants/{name}", "tenant.remove", 0, 0, NULL, NULL,
 	    "Removes a tenant (it must have no domains)" },
 	{ "GET", T "/domains", "domain.list", 0, API_LIST, NULL, NULL, "Lists a tenant's domains" },

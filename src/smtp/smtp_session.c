@@ -809,17 +809,35 @@ proceed_mail(struct smtp_session *sess, const char *args)
 }
 
 /*
- * Data residency: a node stores mail only for tenants of the regions it
- * serves ([server] regions).  1 served, 0 not, -1 lookup failure.
+ * With the tenant setting unknown_recipients=reject, only addresses of the
+ * tenant's users and aliases are accepted.  1 known, 2 unknown, -1 error.
  */
 static int
-rcpt_region_served(struct smtp_session *sess, const char *tenant)
+rcpt_known_user(struct smtp_session *sess, const char *tenant, const char *addr)
+{
+	char *owner = NULL;
+	int found = store_user_tenant(sess->main->store, addr, &owner);
+	int known = found == 1 && owner != NULL && strcmp(owner, tenant) == 0;
+	free(owner);
+	return found < 0 ? -1 : known ? 1 : 2;
+}
+
+/*
+ * May this tenant receive mail here?  Data residency first: a node stores
+ * mail only for tenants of the regions it serves ([server] regions).  Then,
+ * for inbound mail (addr != NULL), the tenant's unknown_recipients setting.
+ * 1 accepted, 0 region not served, 2 unknown user, -1 lookup failure.
+ */
+static int
+rcpt_tenant_accepts(struct smtp_session *sess, const char *tenant, const char *addr)
 {
 	struct store_tenant t;
 	int found = store_tenant_get(sess->main->store, tenant, &t);
 	if (found != 1)
 		return -1;
 	int served = config_region_served(sess->cfg, t.region);
+	if (served == 1 && addr != NULL && strcmp(t.unknown_recipients, "reject") == 0)
+		served = rcpt_known_user(sess, tenant, addr);
 	free(t.name);
 	free(t.region);
 	free(t.unknown_recipients);
@@ -827,14 +845,20 @@ rcpt_region_served(struct smtp_session *sess, const char *tenant)
 }
 
 static int
-rcpt_check_region(struct smtp_session *sess, const struct smtp_rcpt *r, char **tenant_r)
+rcpt_check_tenant(struct smtp_session *sess, const struct smtp_rcpt *r, char **tenant_r,
+    int inbound)
 {
-	int served = rcpt_region_served(sess, *tenant_r);
+	int served = rcpt_tenant_accepts(sess, *tenant_r, inbound ? r->path.addr : NULL);
 	if (served == 1)
 		return 1;
 	if (served < 0)
 		reply(sess, "451 4.3.0 Temporary lookup failure");
-	else {
+	else if (served == 2) {
+		reply(sess, "550 5.1.1 <%s>: Recipient address rejected: User unknown",
+		    r->path.addr);
+		log_reject(sess, "unknown_user", r->path.addr);
+		COUNT(sess, messages_rejected, 1);
+	} else {
 		reply(sess, "451 4.7.1 <%s>: organisation not served in this region", r->path.addr);
 		log_reject(sess, "region_not_served", r->path.addr);
 	}
@@ -857,13 +881,13 @@ rcpt_policy(struct smtp_session *sess, const struct smtp_rcpt *r, char **tenant_
 	int found = r->path.postmaster ? 0 : store_domain_tenant(st, r->path.domain, tenant_r);
 	if (found == 1) {
 		*dir_r = QUEUE_INBOUND;
-		return rcpt_check_region(sess, r, tenant_r);
+		return rcpt_check_tenant(sess, r, tenant_r, 1);
 	}
 	if (found == 0 && !r->path.postmaster)
 		found = store_relay_tenant(st, (const struct sockaddr *)&sess->ss, tenant_r);
 	if (found == 1) {
 		*dir_r = QUEUE_OUTBOUND;
-		return rcpt_check_region(sess, r, tenant_r);
+		return rcpt_check_tenant(sess, r, tenant_r, 0);
 	}
 	if (found < 0) {
 		reply(sess, "451 4.3.0 Temporary lookup failure");

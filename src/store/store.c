@@ -38,6 +38,7 @@ enum store_stmt {
 	S_TENANT_DEL,
 	S_TENANT_DOMAINS,
 	S_TENANT_RELAYS_DEL,
+	S_TENANT_SET_UNKNOWN,
 	S_DOMAIN_ADD,
 	S_DOMAIN_OWNER,
 	S_DOMAIN_DEL,
@@ -65,6 +66,7 @@ static const char *const store_sql[S_COUNT] = {
 	[S_TENANT_DEL] = "DELETE FROM tenants WHERE name = ?1",
 	[S_TENANT_DOMAINS] = "SELECT count(*) FROM domains WHERE tenant = ?1",
 	[S_TENANT_RELAYS_DEL] = "DELETE FROM relays WHERE tenant = ?1",
+	[S_TENANT_SET_UNKNOWN] = "UPDATE tenants SET unknown_recipients = ?2 WHERE name = ?1",
 	[S_DOMAIN_ADD] = "INSERT INTO domains(domain, tenant) VALUES (?1, ?2)",
 	[S_DOMAIN_OWNER] = "SELECT tenant FROM domains WHERE domain = ?1",
 	[S_DOMAIN_DEL] = "DELETE FROM domains WHERE domain = ?1 AND tenant = ?2",
@@ -570,6 +572,32 @@ store_tenant_remove_tx(struct store *st, const char *n, char **err_r)
 }
 
 /* Refused while the tenant has domains; its relay networks go with it. */
+int
+store_tenant_set_unknown_recipients(struct store *st, const char *name, const char *policy,
+    char **err_r)
+{
+	if (strcmp(policy, "accept") != 0 && strcmp(policy, "reject") != 0) {
+		store_set_err(err_r, "unknown-recipients must be accept or reject, not '%s'%s", policy,
+		    "");
+		return -1;
+	}
+	char *n = store_lower_dup(name);
+	sqlite3_stmt *s = store_stmt(st, S_TENANT_SET_UNKNOWN);
+	sqlite3_bind_text(s, 1, n, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, policy, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	int ret = -1;
+	if (rc != SQLITE_DONE)
+		store_db_error(st, "tenant set", err_r);
+	else if (sqlite3_changes(st->db) == 0)
+		store_set_err(err_r, "no tenant '%s'%s", n, "");
+	else
+		ret = 0;
+	free(n);
+	return ret;
+}
+
 int
 store_tenant_remove(struct store *st, const char *name, char **err_r)
 {

@@ -47,6 +47,9 @@ void store_close(struct store **st);
 
 int store_tenant_add(struct store *st, const char *name, const char *region, char **err_r);
 int store_tenant_remove(struct store *st, const char *name, char **err_r);
+/* "accept" (any address of its domains) or "reject" (only users and aliases). */
+int store_tenant_set_unknown_recipients(struct store *st, const char *name, const char *policy,
+    char **err_r);
 int store_tenant_get(struct store *st, const char *name, struct store_tenant *t_r);
 /* *list_r: array of *n_r tenants, free with store_tenants_free(). */
 int store_tenant_list(struct store *st, struct store_tenant **list_r, size_t *n_r);
