@@ -490,6 +490,27 @@ store_close(struct store **stp)
 	*stp = NULL;
 }
 
+int
+store_rows_collect(sqlite3_stmt *s, size_t elem_size, store_row_fn *from_row, void **list_r,
+    size_t *n_r)
+{
+	char *list = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			list = xrealloc(list, cap * elem_size);
+		}
+		memset(list + n * elem_size, 0, elem_size);
+		from_row(s, list + n * elem_size);
+		n++;
+	}
+	*list_r = list;
+	*n_r = n;
+	return rc;
+}
+
 sqlite3 *
 store_sqlite(struct store *st)
 {
@@ -620,8 +641,9 @@ out:
 }
 
 static void
-store_tenant_from_row(sqlite3_stmt *s, struct store_tenant *t)
+store_tenant_from_row(sqlite3_stmt *s, void *elem)
 {
+	struct store_tenant *t = elem;
 	t->name = store_col_dup(s, 0);
 	t->region = store_col_dup(s, 1);
 	t->unknown_recipients = store_col_dup(s, 2);
@@ -653,15 +675,10 @@ store_tenant_list(struct store *st, struct store_tenant **list_r, size_t *n_r)
 {
 	sqlite3_stmt *s = store_stmt(st, S_TENANT_LIST);
 	struct store_tenant *list = NULL;
-	size_t n = 0, cap = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			list = xrealloc(list, cap * sizeof(*list));
-		}
-		store_tenant_from_row(s, &list[n++]);
-	}
+	size_t n = 0;
+	void *rows;
+	int rc = store_rows_collect(s, sizeof(*list), store_tenant_from_row, &rows, &n);
+	list = rows;
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE) {
 		store_db_error(st, "tenant list", NULL);
@@ -768,6 +785,15 @@ store_domain_remove(struct store *st, const char *tenant, const char *domain, ch
 	return ret;
 }
 
+static void
+store_domain_from_row(sqlite3_stmt *s, void *elem)
+{
+	struct store_domain *d = elem;
+	d->domain = store_col_dup(s, 0);
+	d->tenant = store_col_dup(s, 1);
+	d->route = store_col_dup(s, 2);
+}
+
 int
 store_domain_list(struct store *st, const char *tenant, struct store_domain **list_r,
     size_t *n_r)
@@ -779,18 +805,10 @@ store_domain_list(struct store *st, const char *tenant, struct store_domain **li
 		free(t);
 	}
 	struct store_domain *list = NULL;
-	size_t n = 0, cap = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			list = xrealloc(list, cap * sizeof(*list));
-		}
-		list[n].domain = store_col_dup(s, 0);
-		list[n].tenant = store_col_dup(s, 1);
-		list[n].route = store_col_dup(s, 2);
-		n++;
-	}
+	size_t n = 0;
+	void *rows;
+	int rc = store_rows_collect(s, sizeof(*list), store_domain_from_row, &rows, &n);
+	list = rows;
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE) {
 		store_db_error(st, "domain list", NULL);
@@ -945,6 +963,14 @@ store_relay_remove(struct store *st, const char *tenant, const char *cidr, char 
 	return ret;
 }
 
+static void
+store_relay_from_row(sqlite3_stmt *s, void *elem)
+{
+	struct store_relay *r = elem;
+	r->tenant = store_col_dup(s, 0);
+	r->cidr = store_col_dup(s, 1);
+}
+
 int
 store_relay_list(struct store *st, const char *tenant, struct store_relay **list_r,
     size_t *n_r)
@@ -956,17 +982,10 @@ store_relay_list(struct store *st, const char *tenant, struct store_relay **list
 		free(t);
 	}
 	struct store_relay *list = NULL;
-	size_t n = 0, cap = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			list = xrealloc(list, cap * sizeof(*list));
-		}
-		list[n].tenant = store_col_dup(s, 0);
-		list[n].cidr = store_col_dup(s, 1);
-		n++;
-	}
+	size_t n = 0;
+	void *rows;
+	int rc = store_rows_collect(s, sizeof(*list), store_relay_from_row, &rows, &n);
+	list = rows;
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE) {
 		store_db_error(st, "relay list", NULL);

@@ -12,6 +12,7 @@
  * of audit and audit_checkpoints are only ever inserted.
  */
 #include "store/store.h"
+#include "store/store_internal.h"
 
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -290,8 +291,9 @@ store_audit_text_col(sqlite3_stmt *s, int col, int *malformed)
 }
 
 static void
-store_audit_entry_from_row(sqlite3_stmt *s, struct store_audit_entry *e)
+store_audit_entry_from_row(sqlite3_stmt *s, void *elem)
 {
+	struct store_audit_entry *e = elem;
 	memset(e, 0, sizeof(*e));
 	e->seq = sqlite3_column_int64(s, 0);
 	e->time_us = sqlite3_column_int64(s, 1);
@@ -340,8 +342,9 @@ store_audit_foreach(struct store_audit *sa, store_audit_entry_cb *cb, void *arg)
 }
 
 static void
-store_audit_cp_from_row(sqlite3_stmt *s, struct store_audit_checkpoint *c)
+store_audit_cp_from_row(sqlite3_stmt *s, void *elem)
 {
+	struct store_audit_checkpoint *c = elem;
 	memset(c, 0, sizeof(*c));
 	c->seq = sqlite3_column_int64(s, 0);
 	if (!store_audit_hash_col(s, 1, c->hash))
@@ -361,15 +364,10 @@ store_audit_checkpoints(struct store_audit *sa, struct store_audit_checkpoint **
 {
 	sqlite3_stmt *s = store_audit_stmt(sa, SA_CP_ALL);
 	struct store_audit_checkpoint *list = NULL;
-	size_t n = 0, cap = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			list = xrealloc(list, cap * sizeof(*list));
-		}
-		store_audit_cp_from_row(s, &list[n++]);
-	}
+	size_t n = 0;
+	void *rows;
+	int rc = store_rows_collect(s, sizeof(*list), store_audit_cp_from_row, &rows, &n);
+	list = rows;
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE) {
 		store_audit_err(sa, "audit checkpoints", NULL);
@@ -399,15 +397,10 @@ store_audit_list(struct store_audit *sa, const struct store_audit_filter *f,
 	sqlite3_bind_int64(s, 3, f->since_us);
 	sqlite3_bind_int64(s, 4, f->limit > 0 ? f->limit : -1);
 	struct store_audit_entry *list = NULL;
-	size_t n = 0, cap = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			list = xrealloc(list, cap * sizeof(*list));
-		}
-		store_audit_entry_from_row(s, &list[n++]);
-	}
+	size_t n = 0;
+	void *rows;
+	int rc = store_rows_collect(s, sizeof(*list), store_audit_entry_from_row, &rows, &n);
+	list = rows;
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE) {
 		store_audit_err(sa, "audit list", NULL);

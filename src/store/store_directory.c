@@ -736,6 +736,12 @@ store_directory_get(struct store *st, const char *tenant, struct store_directory
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
+static void
+store_directory_row(sqlite3_stmt *s, void *elem)
+{
+	store_directory_from_row(s, elem);
+}
+
 int
 store_directory_list(struct store *st, struct store_directory **list_r, size_t *n_r)
 {
@@ -748,11 +754,9 @@ store_directory_list(struct store *st, struct store_directory **list_r, size_t *
 	}
 	struct store_directory *list = NULL;
 	size_t n = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		list = xrealloc(list, (n + 1) * sizeof(*list));
-		store_directory_from_row(s, &list[n++]);
-	}
+	void *rows;
+	int rc = store_rows_collect(s, sizeof(*list), store_directory_row, &rows, &n);
+	list = rows;
 	if (rc != SQLITE_DONE) {
 		store_dir_err(NULL, "directory list", db);
 		store_directories_free(list, n);

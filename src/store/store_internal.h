@@ -15,4 +15,16 @@ struct store;
 
 sqlite3 *store_sqlite(struct store *st);
 
+/* Fills one element (zeroed beforehand) from the current row of s. */
+typedef void store_row_fn(sqlite3_stmt *s, void *elem);
+
+/*
+ * Steps s to its end, collecting one element of elem_size bytes per row
+ * with from_row.  Returns SQLITE_DONE, or the code of the failing step; in
+ * both cases *list_r (caller frees, elements included) and *n_r hold what
+ * was read.  Leaves resetting or finalizing s to the caller.
+ */
+int store_rows_collect(sqlite3_stmt *s, size_t elem_size, store_row_fn *from_row,
+    void **list_r, size_t *n_r);
+
 #endif

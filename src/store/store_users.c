@@ -342,8 +342,9 @@ store_user_add(struct store *st, const char *tenant, const char *address,
 	"u.source, u.password_hash IS NOT NULL, u.totp_secret IS NOT NULL, u.created, u.updated"
 
 static void
-su_user_from_row(sqlite3_stmt *s, struct store_user *u)
+su_user_from_row(sqlite3_stmt *s, void *elem)
 {
+	struct store_user *u = elem;
 	memset(u, 0, sizeof(*u));
 	u->id = (long long)sqlite3_column_int64(s, 0);
 	u->tenant = su_col(s, 1);
@@ -409,15 +410,10 @@ store_user_list(struct store *st, const char *tenant, struct store_user **list_r
 	su_text(s, 1, t);
 	free(t);
 	struct store_user *list = NULL;
-	size_t n = 0, cap = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			list = xrealloc(list, cap * sizeof(*list));
-		}
-		su_user_from_row(s, &list[n++]);
-	}
+	size_t n = 0;
+	void *rows;
+	int rc = store_rows_collect(s, sizeof(*list), su_user_from_row, &rows, &n);
+	list = rows;
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
 		su_db_err(st, "user list", NULL);
@@ -520,6 +516,12 @@ store_user_set_totp(struct store *st, long long id, const unsigned char *secret,
 	return su_user_update_run(st, s, err_r);
 }
 
+static void
+su_string_from_row(sqlite3_stmt *s, void *elem)
+{
+	*(char **)elem = su_col(s, 0);
+}
+
 int
 store_user_secrets(struct store *st, long long id, struct store_user_secrets *s_r)
 {
@@ -569,15 +571,10 @@ su_strings(struct store *st, const char *sql, long long id, char ***list_r, size
 		return -1;
 	sqlite3_bind_int64(s, 1, id);
 	char **list = NULL;
-	size_t n = 0, cap = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			list = xrealloc(list, cap * sizeof(*list));
-		}
-		list[n++] = su_col(s, 0);
-	}
+	size_t n = 0;
+	void *rows;
+	int rc = store_rows_collect(s, sizeof(*list), su_string_from_row, &rows, &n);
+	list = rows;
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
 		su_db_err(st, "list", NULL);
@@ -754,6 +751,15 @@ out:
 	return ret;
 }
 
+static void
+su_group_from_row(sqlite3_stmt *s, void *elem)
+{
+	struct store_group *g = elem;
+	g->id = (long long)sqlite3_column_int64(s, 0);
+	g->tenant = su_col(s, 1);
+	g->name = su_col(s, 2);
+}
+
 int
 store_group_list(struct store *st, const char *tenant, struct store_group **list_r,
     size_t *n_r)
@@ -766,19 +772,10 @@ store_group_list(struct store *st, const char *tenant, struct store_group **list
 	su_text(s, 1, t);
 	free(t);
 	struct store_group *list = NULL;
-	size_t n = 0, cap = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			list = xrealloc(list, cap * sizeof(*list));
-		}
-		memset(&list[n], 0, sizeof(list[n]));
-		list[n].id = (long long)sqlite3_column_int64(s, 0);
-		list[n].tenant = su_col(s, 1);
-		list[n].name = su_col(s, 2);
-		n++;
-	}
+	size_t n = 0;
+	void *rows;
+	int rc = store_rows_collect(s, sizeof(*list), su_group_from_row, &rows, &n);
+	list = rows;
 	sqlite3_finalize(s);
 	for (size_t i = 0; rc == SQLITE_DONE && i < n; i++)
 		if (su_strings(st, "SELECT u.address FROM group_members m JOIN users u ON "
@@ -922,8 +919,9 @@ store_token_add(struct store *st, const char *id, long long user_id, const char 
 	"t.expires, t.revoked, t.last_used"
 
 static void
-su_token_from_row(sqlite3_stmt *s, struct store_token *t)
+su_token_from_row(sqlite3_stmt *s, void *elem)
 {
+	struct store_token *t = elem;
 	memset(t, 0, sizeof(*t));
 	t->id = su_col(s, 0);
 	t->user_id = (long long)sqlite3_column_int64(s, 1);
@@ -967,15 +965,10 @@ store_token_list(struct store *st, long long user_id, struct store_token **list_
 		return -1;
 	sqlite3_bind_int64(s, 1, user_id);
 	struct store_token *list = NULL;
-	size_t n = 0, cap = 0;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 8;
-			list = xrealloc(list, cap * sizeof(*list));
-		}
-		su_token_from_row(s, &list[n++]);
-	}
+	size_t n = 0;
+	void *rows;
+	int rc = store_rows_collect(s, sizeof(*list), su_token_from_row, &rows, &n);
+	list = rows;
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
 		su_db_err(st, "token list", NULL);
