@@ -10,6 +10,7 @@ PKGS=(
   openssl ca-certificates
   python3 python3-pytest python3-aiosmtpd swaks postfix unbound
   libldap-dev slapd ldap-utils
+  libgmime-3.0-dev libpst-dev pst-utils libarchive-dev notmuch
 )
 
 missing=()

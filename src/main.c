@@ -35,6 +35,8 @@
 #include "lib/sys.h"
 #include "lib/worker.h"
 #include "queue/queue.h"
+#include "archive/archive.h"
+#include "archive/archive_job.h"
 #include "server.h"
 #include "smtp/smtp_server.h"
 #include "store/store.h"
@@ -100,11 +102,13 @@ main_teardown(struct main_daemon *d)
 	scheduler_stop(&srv->sched);
 	http_stop(&srv->http);
 	control_free(&srv->control);
+	archive_jobs_free(&srv->archive_jobs);   /* waits for running jobs (they audit) */
 	audit_stop(srv);         /* signs a last checkpoint */
 	smtp_server_free(&srv->smtp);
 	dns_resolver_free(&srv->dns);
 	worker_pool_free(&srv->workers);
 	directory_stop(srv);     /* after the pool: no sync is still running */
+	archive_close(&srv->archive);     /* after the pool: no ingest is still running */
 	queue_close(&srv->queue);
 	store_close(&srv->store);
 	tls_contexts_free(&srv->tls);
@@ -175,6 +179,9 @@ main_start_modules(struct server *srv)
 		return main_fail("audit", err);
 	if (directory_start(srv) < 0)
 		return main_fail("directory", xstrdup("cannot load directory settings"));
+	if (archive_open(srv->cfg->data_dir, &srv->archive, &err) < 0)
+		return main_fail("archive", err);
+	srv->archive_jobs = archive_jobs_new();
 	if (queue_open(srv, &srv->queue, &err) < 0)
 		return main_fail("queue", err);
 	if (dns_resolver_new(srv, &srv->dns, &err) < 0)

@@ -25,6 +25,8 @@ struct http_server;
 struct dns_resolver;
 struct tls_contexts;
 struct audit;
+struct archive;
+struct archive_jobs;
 
 struct server {
 	struct config *cfg;
@@ -39,6 +41,8 @@ struct server {
 	struct control *control;
 	struct http_server *http;
 	struct audit *audit;        /* the audit trail (audit_start), NULL until opened */
+	struct archive *archive;    /* every tenant's archive (archive_open) */
+	struct archive_jobs *archive_jobs;  /* import/export/purge/verify/reindex jobs */
 	struct metrics metrics;
 	int shutting_down;        /* set once SIGTERM/SIGINT arrives */
 };

@@ -17,6 +17,7 @@
 #include "cli/cli_identity.h"
 #include "config/config.h"
 #include "directory/directory_cli.h"
+#include "cli/cli_archive.h"
 #include "control/control.h"
 #include "lib/mem.h"
 
@@ -124,6 +125,53 @@ static const struct cli_sub cli_subs[] = {
 	  "[--tenant T] [--since TIME] [--actor A] [--limit N]",
 	  "Lists audit entries, newest first (100 unless --limit).  TIME is an ISO 8601\n"
 	  "date or date/time (2024-05-01, 2024-05-01T12:00:00Z) or a duration ago (2h)." },
+	/* archive: handled by cli_archive_run (options, waits for jobs with progress) */
+	{ "archive", "import", "archive.import", { "tenant" }, 1,
+	  "TENANT (--pst FILE | --mbox FILE | --maildir DIR | --eml PATH...)\n"
+	  "           [--mailbox ADDRESS] [--folder F]",
+	  "Imports old mail into the tenant's archive (PST folders are kept).  Content\n"
+	  "already archived for the mailbox is skipped, so re-running adds nothing.\n"
+	  "Prints imported, duplicates and failures with reasons." },
+	{ "archive", "search", "archive.search", { "tenant", "query" }, 2,
+	  "TENANT 'QUERY' [--limit N] [--offset N]",
+	  "Searches the archive, newest first.  QUERY: words, \"phrases\", from: to: cc:\n"
+	  "subject: folder: filename: mailbox: has:attachment before:/after:YYYY-MM-DD,\n"
+	  "AND, OR, NOT (or -word), parentheses.  Audited." },
+	{ "archive", "show", "archive.show", { "tenant", "id" }, 2, "TENANT ID [--raw]",
+	  "Shows an archive entry; --raw writes the exact archived bytes.  Audited." },
+	{ "archive", "export", "archive.export", { "tenant", "query" }, 2,
+	  "TENANT 'QUERY' [--format mbox|eml] --out FILE.zip",
+	  "E-discovery export: the matching messages and a manifest (JSON and CSV) with\n"
+	  "each message's SHA-256, archive ID, mailbox, folder, date, from, subject." },
+	{ "archive", "verify", "archive.verify", { "tenant" }, 1, "TENANT",
+	  "Re-reads every blob, checks its hash, and that store and index agree; exits 1\n"
+	  "and lists every discrepancy when there is one." },
+	{ "archive", "reindex", "archive.reindex", { "tenant" }, 1, "TENANT",
+	  "Rebuilds the search index from the stored messages alone." },
+	{ "archive", "purge", "archive.purge", { "tenant" }, 1, "TENANT [--dry-run]",
+	  "Deletes expired messages that no legal hold covers (audited)." },
+	{ "archive", "stats", "archive.stats", { "tenant" }, 1, "TENANT",
+	  "Messages, blobs, sizes on disk and the index lag." },
+	{ "archive", "jobs", "archive.jobs", { "tenant" }, 1, "TENANT",
+	  "Lists the archive's recent background jobs." },
+	{ "archive", "shred", "archive.shred", { "tenant" }, 1, "TENANT --yes",
+	  "Crypto-shredding: deletes the tenant's data key and archive for ever.\n"
+	  "Refused under a retention lock or a legal hold." },
+	{ "archive", "retention", "archive.retention.show", { "tenant" }, 1,
+	  "show|set|add|remove|lock TENANT ...",
+	  "Retention policy: a default period and rules by folder, address, domain or\n"
+	  "keyword (the longest matching period wins).  See `mailark archive --help`." },
+	{ "archive", "settings", "archive.settings.set", { "tenant", "key", "value" }, 3,
+	  "TENANT four_eyes|four_eyes_export on|off",
+	  "Four eyes: shortening retention, releasing holds, deleting cases (and, with\n"
+	  "four_eyes_export, exports) need a second admin's approval." },
+	{ "archive", "case", "archive.case.add", { "tenant" }, 1,
+	  "add|list|close|delete TENANT [NAME]", "E-discovery cases that group legal holds." },
+	{ "archive", "hold", "archive.hold.add", { "tenant" }, 1,
+	  "add|list|release TENANT [NAME] ...",
+	  "Legal holds by mailbox, query and date range: held mail is never purged." },
+	{ "archive", "approval", "archive.approval.list", { "tenant" }, 1,
+	  "list|approve|reject TENANT [ID]", "Changes waiting for a second admin." },
 	/* directory: handled by directory_cli_run (options, stdin password, waits for jobs) */
 	{ "directory", "set", "directory.set", { "tenant" }, 1,
 	  "TENANT --url ldap://HOST:PORT --base-dn DN --bind-dn DN [--bind-password-stdin]\n"
@@ -150,6 +198,7 @@ static const char *const cli_groups[][2] = {
 	{ "relay", "Manage the networks allowed to send outbound mail." },
 	{ "queue", "Inspect and manage the mail queue." },
 	{ "directory", "Sync users and groups from LDAP / Active Directory." },
+	{ "archive", "Import, search, export, retain and verify archived mail." },
 	{ "audit", "Verify and read the tamper-evident audit trail." },
 	{ "user", "Manage users: addresses, aliases, roles, passwords, TOTP." },
 	{ "group", "Manage the groups of a tenant." },
@@ -363,6 +412,35 @@ cli_send(const struct config *cfg, const struct cli_sub *s, json_t *args, int js
 	return rc;
 }
 
+/* Sends {cmd, args}; 0 with *result_r (new reference), or -1 after printing why. */
+int
+cli_call(const struct config *cfg, const char *cmd, json_t *args, json_t **result_r)
+{
+	json_t *req = json_pack("{s:s, s:O}", "cmd", cmd, "args", args);
+	char *text = json_dumps(req, JSON_COMPACT), *resp = NULL, *err = NULL;
+	json_decref(req);
+	int rc = text != NULL ? control_request(cfg->data_dir, text, &resp, &err) : -1;
+	free(text);
+	if (rc < 0) {
+		fprintf(stderr, "mailark: %s\n", err ? err : "cannot encode the request");
+		free(err);
+		return -1;
+	}
+	json_t *answer = json_loads(resp, 0, NULL);
+	free(resp);
+	json_t *ok = json_object_get(answer, "ok");
+	if (!json_is_true(ok)) {
+		const char *e = json_string_value(json_object_get(answer, "error"));
+		fprintf(stderr, "mailark: %s\n", json_is_false(ok) && e ? e :
+		    "malformed answer from the daemon");
+		json_decref(answer);
+		return -1;
+	}
+	*result_r = json_incref(json_object_get(answer, "result"));
+	json_decref(answer);
+	return 0;
+}
+
 int
 cli_admin_run(const struct config *cfg, int argc, char **argv)
 {
@@ -374,6 +452,8 @@ cli_admin_run(const struct config *cfg, int argc, char **argv)
 		return cli_usage_error(NULL, group, "unknown subcommand", argv[1]);
 	if (strcmp(group, "directory") == 0)
 		return directory_cli_run(cfg, argc, argv);
+	if (strcmp(group, "archive") == 0)
+		return cli_archive_run(cfg, argc, argv);
 	if (strcmp(group, "audit") == 0)
 		return audit_cli_run(cfg, argc, argv);
 	if (cli_identity_handles(group))

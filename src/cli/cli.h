@@ -30,6 +30,11 @@ int cli_help(int argc, char **argv);
 int cli_init_run(const struct config *cfg);
 /* 1 if the data directory was initialised, else 0 with *missing_r (a path, caller frees). */
 int cli_initialised(const struct config *cfg, char **missing_r);
+/* Sends {cmd, args} to the daemon: 0 with *result_r (new reference), or -1
+ * after printing why on stderr.  args stays the caller's. */
+struct json_t;
+int cli_call(const struct config *cfg, const char *cmd, struct json_t *args,
+    struct json_t **result_r);
 /* Runs an administrative command against the daemon; returns the exit status. */
 int cli_admin_run(const struct config *cfg, int argc, char **argv);
 

@@ -58,6 +58,8 @@ static const struct config_key config_keys[] = {
 	K("delivery", "connect_timeout", CK_DURATION, connect_timeout),
 	K("delivery", "timeout", CK_DURATION, smtp_client_timeout),
 	K("delivery", "helo_name", CK_STRING, helo_name),
+	K("archive", "enabled", CK_BOOL, archive_enabled),
+	K("archive", "purge_interval", CK_DURATION, archive_purge_interval),
 	K("log", "level", CK_LOGLEVEL, log_level),
 	K("log", "format", CK_LOGFORMAT, log_format),
 };
@@ -103,6 +105,8 @@ config_defaults(struct config *cfg)
 	cfg->mx_port = 25;
 	cfg->connect_timeout = 30;
 	cfg->smtp_client_timeout = 300;
+	cfg->archive_enabled = 1;
+	cfg->archive_purge_interval = 86400;
 	cfg->log_level = LOGL_INFO;
 	cfg->log_format = LOGF_TEXT;
 }

@@ -70,6 +70,10 @@ struct config {
 	uint64_t smtp_client_timeout;    /* 300 s per reply */
 	char *helo_name;                 /* = hostname */
 
+	/* [archive] */
+	int archive_enabled;             /* yes: every message is archived before it leaves the queue */
+	uint64_t archive_purge_interval; /* 1d: expired, unheld messages purged; 0 = only on command */
+
 	/* [log] */
 	enum log_level log_level;        /* info */
 	enum log_format log_format;      /* text */

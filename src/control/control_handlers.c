@@ -484,6 +484,8 @@ static const struct control_command *const control_tables[] = {
 	control_identity_commands,
 	control_audit_commands,
 	control_directory_commands,
+	control_archive_commands,
+	control_archive_retention_commands,
 };
 
 /* "k=v k2=v2" of the string arguments, for the admin log line. */

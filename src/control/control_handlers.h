@@ -28,6 +28,9 @@ extern const struct control_command control_core_commands[];     /* control_hand
 extern const struct control_command control_identity_commands[]; /* control_identity.c */
 extern const struct control_command control_audit_commands[];    /* control_audit.c */
 extern const struct control_command control_directory_commands[]; /* control_directory.c */
+extern const struct control_command control_archive_commands[];  /* control_archive.c */
+extern const struct control_command control_archive_retention_commands[];
+                                                   /* control_archive_retention.c */
 
 int control_dispatch(struct server *srv, const struct principal *who, const char *cmd,
     json_t *args, json_t **result_r, char **err_r);

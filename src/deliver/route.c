@@ -12,8 +12,12 @@ route_parse(const char *url, struct route *r, const char **why_r)
 	char hostport[300];
 	memset(r, 0, sizeof(*r));
 	r->tls = ROUTE_TLS_OPPORTUNISTIC;
+	if (strcmp(url, "archive:") == 0) {
+		r->archive_only = 1;
+		return 0;
+	}
 	if (strncmp(url, scheme, sizeof(scheme) - 1) != 0) {
-		*why_r = "route must start with smtp://";
+		*why_r = "route must be smtp://HOST:PORT or archive:";
 		return -1;
 	}
 	url += sizeof(scheme) - 1;
@@ -54,6 +58,10 @@ route_parse(const char *url, struct route *r, const char **why_r)
 void
 route_format(const struct route *r, char *out, unsigned long size)
 {
+	if (r->archive_only) {
+		snprintf(out, size, "archive:");
+		return;
+	}
 	const char *opt = r->tls == ROUTE_TLS_REQUIRED ? "?tls=required" :
 	    r->tls == ROUTE_TLS_NONE ? "?tls=none" : "";
 	if (strchr(r->host, ':') != NULL)

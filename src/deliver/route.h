@@ -1,5 +1,8 @@
 /*
- * route — where mail for a domain goes: "smtp://HOST:PORT[?tls=required]".
+ * route — where mail for a domain goes: "smtp://HOST:PORT[?tls=required]", or
+ * "archive:" — nowhere but the archive (a journaling domain: Exchange / Office
+ * 365 journal reports addressed there are archived, unwrapped, and not
+ * delivered anywhere).
  *
  *   struct route r;
  *   if (route_parse(url, &r, &why) < 0) ...   // why: static string
@@ -15,6 +18,7 @@ struct route {
 	char host[256];
 	int port;
 	enum route_tls tls;
+	int archive_only;           /* "archive:" */
 };
 
 int route_parse(const char *url, struct route *r, const char **why_r);

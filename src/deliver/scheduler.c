@@ -43,8 +43,10 @@
 #include "lib/netaddr.h"
 #include "lib/strutil.h"
 #include "queue/queue.h"
+#include "lib/worker.h"
 #include "server.h"
 #include "store/store.h"
+#include "archive/archive.h"
 
 #define SCHED_STOP_WAIT_SECS 5
 
@@ -72,6 +74,11 @@ struct sentry {
 	enum queue_rcpt_state *fail_states;
 	char **fail_replies;
 	char **fail_mtas;
+	/* the archive copy: the entry is not removed before it is committed */
+	int archived;
+	int arch_running;
+	int remove_when_archived;
+	struct event *arch_timer;     /* retry after an archive failure */
 };
 
 /* WAITING (in a destination FIFO) -> RUNNING (smtp_client) -> FINISHING (DSN, record) */
@@ -105,8 +112,15 @@ struct job {
 	struct job *prev, *next;      /* every live job */
 };
 
+/* Outlives the scheduler while archive jobs run: s is NULL once it stopped. */
+struct arch_feed {
+	unsigned refs;
+	struct scheduler *s;
+};
+
 struct scheduler {
 	struct server *srv;
+	struct arch_feed *feed;
 	struct dest *dests;
 	struct dest *rr;              /* round robin: the next destination to serve */
 	unsigned active;
@@ -782,6 +796,8 @@ sentry_free(struct sentry *se)
 	free(se->fail_mtas);
 	if (se->timer != NULL)
 		event_free(se->timer);
+	if (se->arch_timer != NULL)
+		event_free(se->arch_timer);
 	if (se->e != NULL)
 		se->e->sched_data = NULL;
 	free(se);
@@ -792,6 +808,10 @@ sentry_remove_entry(struct sentry *se)
 {
 	struct scheduler *s = se->s;
 	struct queue_entry *e = se->e;
+	if (!se->archived) {
+		se->remove_when_archived = 1;   /* sched_archive_done removes it */
+		return;
+	}
 	sentry_free(se);
 	queue_entry_remove(s->srv->queue, e);
 }
@@ -838,6 +858,37 @@ local_defer(struct sentry *se, struct job *local, size_t i, const char *why)
 	return local;
 }
 
+/* Is addr's domain routed to the archive only ("archive:", a journaling domain)? */
+static int
+rcpt_archive_only(struct scheduler *s, const struct queue_entry *e, const char *addr)
+{
+	char *url = NULL;
+	struct route r;
+	const char *why;
+	if (e->env.direction == QUEUE_OUTBOUND || s->srv->store == NULL)
+		return 0;
+	char *domain = str_lower(xstrdup(rcpt_domain(addr)));
+	int found = store_route_get(s->srv->store, domain, &url) == 1;
+	int only = found && route_parse(url, &r, &why) == 0 && r.archive_only;
+	free(url);
+	free(domain);
+	return only;
+}
+
+/* A recipient of a journaling domain is done: the entry's archive copy is its delivery. */
+static struct job *
+local_archive(struct sentry *se, struct job *local, size_t i)
+{
+	if (local == NULL) {
+		local = job_new(se->s, se, NULL, se->e->env.nrcpts);
+		job_set_state(local, JOB_FINISHING);
+	}
+	local->codes[local->n] = 250;
+	local->replies[local->n] = xstrdup("250 2.0.0 kept in the archive (journaling domain)");
+	job_add_rcpt(local, i);
+	return local;
+}
+
 /* The round's job for destination d with room for one more recipient. */
 static struct job *
 round_job(struct sentry *se, struct job **round, size_t *nround, struct dest *d, size_t max)
@@ -874,6 +925,10 @@ sentry_dispatch(struct sentry *se)
 		const char *why = NULL;
 		if (e->env.rcpts[i].state != RCPT_PENDING)
 			continue;
+		if (rcpt_archive_only(s, e, e->env.rcpts[i].addr)) {
+			local = local_archive(se, local, i);
+			continue;
+		}
 		struct dest *d = dest_for(s, e, e->env.rcpts[i].addr, &why);
 		if (d == NULL)
 			local = local_defer(se, local, i, why);
@@ -894,6 +949,218 @@ sentry_timer_cb(evutil_socket_t fd, short what, void *arg)
 	sentry_dispatch(arg);
 }
 
+/* ------------------------------------------------------- archive copy */
+
+/* Seconds before an archive copy that failed (disk full …) is tried again. */
+#define SCHED_ARCHIVE_RETRY 30
+
+static void
+arch_feed_unref(struct arch_feed *f)
+{
+	if (--f->refs == 0)
+		free(f);
+}
+
+/* One entry being archived on a worker thread; everything it needs is copied. */
+struct arch_job {
+	struct arch_feed *feed;
+	char id[ID_LEN + 1];
+	char *tenant;
+	int fd;
+	uint64_t size;
+	char **mailboxes, **domains;
+	size_t nmailboxes, ndomains;
+	char *env_rcpts, *env_from;
+	const char *source;
+	int rc;
+	char *err;
+	struct archive_ingest_result res;
+};
+
+static void
+arch_job_free(struct arch_job *j)
+{
+	for (size_t i = 0; i < j->nmailboxes; i++)
+		free(j->mailboxes[i]);
+	for (size_t i = 0; i < j->ndomains; i++)
+		free(j->domains[i]);
+	free(j->mailboxes);
+	free(j->domains);
+	free(j->env_rcpts);
+	free(j->env_from);
+	free(j->tenant);
+	free(j->err);
+	if (j->fd >= 0)
+		close(j->fd);
+	free(j);
+}
+
+static int
+arch_in_domains(const char *addr, char *const *domains, size_t n)
+{
+	const char *at = strrchr(addr, '@');
+	for (size_t i = 0; at != NULL && i < n; i++)
+		if (strcasecmp(at + 1, domains[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Mailboxes: inbound → every recipient; outbound → the tenant's sender and recipients. */
+static void
+arch_job_mailboxes(struct arch_job *j, const struct queue_envelope *env)
+{
+	struct buf rc = BUF_INIT;
+	j->mailboxes = xcalloc(env->nrcpts + 1, sizeof(*j->mailboxes));
+	int outbound = env->direction == QUEUE_OUTBOUND;
+	size_t internal = 0;
+	if (outbound && env->sender[0] != '\0' &&
+	    arch_in_domains(env->sender, j->domains, j->ndomains))
+		j->mailboxes[j->nmailboxes++] = str_lower(xstrdup(env->sender));
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const char *a = env->rcpts[i].addr;
+		buf_appendf(&rc, "%s%s", i ? "," : "", a);
+		int ours = arch_in_domains(a, j->domains, j->ndomains);
+		internal += ours;
+		if (!outbound || ours)
+			j->mailboxes[j->nmailboxes++] = str_lower(xstrdup(a));
+	}
+	j->env_rcpts = buf_steal(&rc);
+	j->source = !outbound ? "inbound" : internal == env->nrcpts ? "internal" : "outbound";
+}
+
+static struct arch_job *
+arch_job_new(struct scheduler *s, struct queue_entry *e)
+{
+	struct arch_job *j = xcalloc(1, sizeof(*j));
+	struct store_domain *doms = NULL;
+	size_t nd = 0;
+	j->fd = -1;
+	j->feed = s->feed;
+	s->feed->refs++;
+	memcpy(j->id, e->env.id, sizeof(j->id));
+	j->tenant = xstrdup(e->env.tenant);
+	j->size = e->body_size;
+	j->env_from = xstrdup(e->env.sender);
+	if (store_domain_list(s->srv->store, e->env.tenant, &doms, &nd) == 0) {
+		j->domains = xcalloc(nd + 1, sizeof(*j->domains));
+		for (size_t i = 0; i < nd; i++)
+			j->domains[j->ndomains++] = xstrdup(doms[i].domain);
+		store_domains_free(doms, nd);
+	}
+	arch_job_mailboxes(j, &e->env);
+	return j;
+}
+
+/* Worker thread: read the spooled bytes, archive them (durable when it returns). */
+static void
+arch_job_work(void *arg)
+{
+	struct arch_job *j = arg;
+	struct server *srv = j->feed->s != NULL ? j->feed->s->srv : NULL;
+	unsigned char *raw = j->size > 0 ? malloc(j->size) : NULL;
+	j->rc = -1;
+	if (srv == NULL || raw == NULL) {
+		j->err = xstrdup(raw == NULL ? "out of memory" : "stopping");
+		free(raw);
+		return;
+	}
+	size_t got = 0;
+	while (got < j->size) {
+		ssize_t n = pread(j->fd, raw + got, j->size - got, (off_t)got);
+		if (n <= 0) {
+			j->err = xstrdup(n == 0 ? "spool file shorter than recorded" : strerror(errno));
+			free(raw);
+			return;
+		}
+		got += (size_t)n;
+	}
+	struct archive_item it = {
+		.raw = raw, .len = j->size, .mailboxes = (const char *const *)j->mailboxes,
+		.nmailboxes = j->nmailboxes, .source = j->source, .env_from = j->env_from,
+		.env_rcpts = j->env_rcpts, .queue_id = j->id, .unwrap_journal = 1,
+		.domains = (const char *const *)j->domains, .ndomains = j->ndomains,
+	};
+	j->rc = archive_ingest(srv->archive, j->tenant, &it, &j->res, &j->err);
+	free(raw);
+}
+
+static void sched_archive_retry(evutil_socket_t fd, short what, void *arg);
+static void sentry_remove_entry(struct sentry *se);
+
+/* Loop thread: the entry may be removed now (if delivery is done too). */
+static void
+arch_job_done(void *arg)
+{
+	struct arch_job *j = arg;
+	struct scheduler *s = j->feed->s;
+	struct queue_entry *e = s != NULL ? queue_entry_find(s->srv->queue, j->id) : NULL;
+	struct sentry *se = e != NULL ? e->sched_data : NULL;
+	if (s != NULL)
+		metrics_inc(j->rc == 0 ? &s->srv->metrics.archive_messages :
+		    &s->srv->metrics.archive_failures);
+	if (s != NULL && j->rc == 0)
+		log_info("archived", "id=%s tenant=%s sha256=%s new=%d entries=%zu duplicates=%zu "
+		    "journal=%d", j->id, j->tenant, j->res.hash, j->res.blob_new, j->res.rows_new,
+		    j->res.rows_dup, j->res.journal);
+	else if (s != NULL)
+		log_error("archive_failed", "id=%s tenant=%s error=%s retry=%d", j->id, j->tenant,
+		    log_str(j->err), SCHED_ARCHIVE_RETRY);
+	if (se != NULL) {
+		se->arch_running = 0;
+		if (j->rc == 0) {
+			se->archived = 1;
+			if (se->remove_when_archived)
+				sentry_remove_entry(se);
+		} else {
+			struct timeval tv = { SCHED_ARCHIVE_RETRY, 0 };
+			if (se->arch_timer == NULL)
+				se->arch_timer = evtimer_new(s->srv->base, sched_archive_retry, se);
+			if (se->arch_timer != NULL)
+				evtimer_add(se->arch_timer, &tv);
+		}
+	}
+	arch_feed_unref(j->feed);
+	arch_job_free(j);
+}
+
+/* Starts the archive copy of an entry (once; idempotent if repeated after a crash). */
+static void
+sched_archive_entry(struct sentry *se)
+{
+	struct scheduler *s = se->s;
+	struct queue_entry *e = se->e;
+	if (se->archived || se->arch_running)
+		return;
+	if (!s->srv->cfg->archive_enabled || s->srv->archive == NULL || e->env.tenant == NULL) {
+		se->archived = 1;
+		return;
+	}
+	struct arch_job *j = arch_job_new(s, e);
+	j->fd = queue_entry_open_body(s->srv->queue, e);
+	if (j->fd < 0) {
+		log_error("archive_failed", "id=%s tenant=%s error=%s retry=%d", e->env.id,
+		    e->env.tenant, log_str(strerror(errno)), SCHED_ARCHIVE_RETRY);
+		arch_feed_unref(j->feed);
+		arch_job_free(j);
+		struct timeval tv = { SCHED_ARCHIVE_RETRY, 0 };
+		if (se->arch_timer == NULL)
+			se->arch_timer = evtimer_new(s->srv->base, sched_archive_retry, se);
+		if (se->arch_timer != NULL)
+			evtimer_add(se->arch_timer, &tv);
+		return;
+	}
+	se->arch_running = 1;
+	worker_submit(s->srv->workers, arch_job_work, arch_job_done, j);
+}
+
+static void
+sched_archive_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct sentry *se = arg;
+	if (!se->s->stopping)
+		sched_archive_entry(se);
+}
+
 static void
 sched_on_ready(void *arg, struct queue_entry *e)
 {
@@ -905,6 +1172,7 @@ sched_on_ready(void *arg, struct queue_entry *e)
 	se->e = e;
 	se->timer = evtimer_new(s->srv->base, sentry_timer_cb, se);
 	e->sched_data = se;
+	sched_archive_entry(se);
 	if (e->held)
 		return;
 	time_t now = sched_now();
@@ -918,6 +1186,9 @@ scheduler_start(struct server *srv, struct scheduler **s_r, char **err_r)
 {
 	struct scheduler *s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
+	s->feed = xcalloc(1, sizeof(*s->feed));
+	s->feed->refs = 1;
+	s->feed->s = s;
 	s->pump_ev = event_new(srv->base, -1, 0, sched_pump, s);
 	if (s->pump_ev == NULL) {
 		free(s);
@@ -1004,6 +1275,8 @@ scheduler_stop(struct scheduler **sp)
 		free(d);
 	}
 	event_free(s->pump_ev);
+	s->feed->s = NULL;
+	arch_feed_unref(s->feed);
 	log_info("scheduler_stopped", "orphaned_jobs=%d", s->jobs != NULL);
 	free(s);
 	*sp = NULL;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/cli.h"
 #include "config/config.h"
 #include "control/control.h"
 #include "lib/buf.h"
@@ -99,35 +100,6 @@ dcli_read_secret(void)
 	return s;
 }
 
-/* Sends {cmd, args}; 0 with *result_r (new reference), or -1 after printing why. */
-static int
-dcli_call(const struct config *cfg, const char *cmd, json_t *args, json_t **result_r)
-{
-	json_t *req = json_pack("{s:s, s:O}", "cmd", cmd, "args", args);
-	char *text = json_dumps(req, JSON_COMPACT), *resp = NULL, *err = NULL;
-	json_decref(req);
-	int rc = text != NULL ? control_request(cfg->data_dir, text, &resp, &err) : -1;
-	free(text);
-	if (rc < 0) {
-		fprintf(stderr, "mailark: %s\n", err ? err : "cannot encode the request");
-		free(err);
-		return -1;
-	}
-	json_t *answer = json_loads(resp, 0, NULL);
-	free(resp);
-	json_t *ok = json_object_get(answer, "ok");
-	if (!json_is_true(ok)) {
-		const char *e = json_string_value(json_object_get(answer, "error"));
-		fprintf(stderr, "mailark: %s\n", json_is_false(ok) && e ? e :
-		    "malformed answer from the daemon");
-		json_decref(answer);
-		return -1;
-	}
-	*result_r = json_incref(json_object_get(answer, "result"));
-	json_decref(answer);
-	return 0;
-}
-
 /* Polls the job until it is done: 0 with *result_r (the job's result), -1. */
 static int
 dcli_wait(const struct config *cfg, const char *tenant, json_t *started, json_t **result_r)
@@ -139,7 +111,7 @@ dcli_wait(const struct config *cfg, const char *tenant, json_t *started, json_t 
 	struct timespec pause = { 0, 100 * 1000 * 1000 };
 	for (int i = 0; i < DCLI_WAIT_SECS * 10; i++) {
 		json_t *r = NULL;
-		if (dcli_call(cfg, "directory.job", args, &r) < 0)
+		if (cli_call(cfg, "directory.job", args, &r) < 0)
 			break;
 		const char *state = json_string_value(json_object_get(r, "state"));
 		if (state != NULL && strcmp(state, "done") == 0) {
@@ -223,7 +195,7 @@ dcli_job(const struct config *cfg, const char *cmd, struct dcli_opts *o)
 {
 	json_t *started = NULL, *res = NULL;
 	const char *tenant = o->pos[0];
-	if (dcli_call(cfg, cmd, o->args, &started) < 0)
+	if (cli_call(cfg, cmd, o->args, &started) < 0)
 		return 1;
 	int rc = dcli_wait(cfg, tenant, started, &res);
 	json_decref(started);
@@ -251,7 +223,7 @@ static int
 dcli_simple(const struct config *cfg, const char *cmd, struct dcli_opts *o)
 {
 	json_t *r = NULL;
-	if (dcli_call(cfg, cmd, o->args, &r) < 0)
+	if (cli_call(cfg, cmd, o->args, &r) < 0)
 		return 1;
 	if (o->json)
 		dcli_print_json(r);

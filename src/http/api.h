@@ -48,6 +48,7 @@ enum api_special {
 #define API_CREATED  0x2    /* answers 201 */
 #define API_PUBLIC   0x4    /* no credentials needed */
 #define API_PASS_LIMIT 0x8  /* the command takes args.limit: ask for what the page needs */
+#define API_FILE     0x10   /* the result names a file {path, content_type}: sent as the body */
 
 struct api_route {
 	const char *method;

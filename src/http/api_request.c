@@ -9,10 +9,13 @@
 #include "http/api_internal.h"
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -461,11 +464,43 @@ api_reply_failure(struct api_request *rq, struct api_job *j)
 	return api_reply_error(rq, st, code, msg);
 }
 
+/* A file the command named (an export's zip), streamed from its descriptor. */
+static enum MHD_Result
+api_reply_file(struct api_request *rq, json_t *res)
+{
+	const char *path = json_string_value(json_object_get(res, "path"));
+	const char *type = json_string_value(json_object_get(res, "content_type"));
+	int fd = path != NULL ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		if (fd >= 0)
+			close(fd);
+		return api_reply_error(rq, MHD_HTTP_NOT_FOUND, "not_found", "not found");
+	}
+	struct MHD_Response *resp = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
+	if (resp == NULL) {
+		close(fd);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	    type ? type : "application/octet-stream");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, "attachment");
+	log_info("http_api", "method=%s route=%s status=200 source=%s bytes=%lld",
+	    log_str(rq->method), log_str(rq->route->path), rq->source, (long long)st.st_size);
+	enum MHD_Result r = MHD_queue_response(rq->conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return r;
+}
+
 static enum MHD_Result
 api_reply_result(struct api_request *rq, struct api_job *j)
 {
 	if (j->rc != 0)
 		return api_reply_failure(rq, j);
+	if (rq->route->flags & API_FILE)
+		return api_reply_file(rq, j->result);
 	json_t *res = j->result != NULL ? json_incref(j->result) : json_object();
 	if ((rq->route->flags & API_LIST) && json_is_array(res)) {
 		json_t *page = api_page(rq, res);

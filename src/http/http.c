@@ -20,6 +20,7 @@
 #include "lib/mem.h"
 #include "lib/netaddr.h"
 #include "metrics/metrics.h"
+#include "archive/archive.h"
 #include "server.h"
 
 #define HTTP_CONNECTION_LIMIT 64
@@ -116,6 +117,9 @@ http_handler(void *cls, struct MHD_Connection *conn, const char *url, const char
 		return http_reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
 	if (strcmp(url, "/metrics") == 0) {
 		struct buf b = BUF_INIT;
+		if (h->srv->archive != NULL)
+			atomic_store(&h->srv->metrics.archive_index_lag,
+			    archive_index_lag(h->srv->archive));
 		metrics_render(&h->srv->metrics, &b);
 		size_t len = b.len;
 		return http_reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",

@@ -62,6 +62,15 @@ metrics_render(struct metrics *m, struct buf *out)
 	    "counter", atomic_load(&m->dsn_generated));
 	metrics_gauge(out, "mailark_queue_messages", "Messages in the queue now.",
 	    atomic_load(&m->queue_messages));
+	metrics_counter(out, "mailark_archive_messages_total",
+	    "Queued messages archived (duplicates included).", "counter",
+	    atomic_load(&m->archive_messages));
+	metrics_counter(out, "mailark_archive_failures_total",
+	    "Archive copies that failed and were retried.", "counter",
+	    atomic_load(&m->archive_failures));
+	metrics_gauge(out, "mailark_archive_index_lag",
+	    "Archived messages committed but not yet searchable.",
+	    atomic_load(&m->archive_index_lag));
 	metrics_gauge(out, "mailark_delivery_connections_active",
 	    "Outbound SMTP connections open now.", atomic_load(&m->delivery_connections_active));
 

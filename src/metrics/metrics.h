@@ -28,6 +28,9 @@ struct metrics {
 	atomic_ullong dsn_generated;
 	atomic_llong queue_messages;               /* entries in the queue now */
 	atomic_llong delivery_connections_active;
+	atomic_ullong archive_messages;            /* queue entries archived */
+	atomic_ullong archive_failures;            /* archive copies that failed (retried) */
+	atomic_llong archive_index_lag;            /* committed, not yet searchable (set on render) */
 	/* Commit latency (end of DATA → durable), histogram in seconds. */
 	atomic_ullong commit_latency_bucket[METRICS_LATENCY_BUCKETS];
 	atomic_ullong commit_latency_count;
