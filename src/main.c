@@ -37,6 +37,7 @@
 #include "queue/queue.h"
 #include "archive/archive.h"
 #include "archive/archive_job.h"
+#include "control/control_handlers.h"
 #include "server.h"
 #include "smtp/smtp_server.h"
 #include "store/store.h"
@@ -102,6 +103,7 @@ main_teardown(struct main_daemon *d)
 	scheduler_stop(&srv->sched);
 	http_stop(&srv->http);
 	control_free(&srv->control);
+	control_archive_timer_stop(srv);
 	archive_jobs_free(&srv->archive_jobs);   /* waits for running jobs (they audit) */
 	audit_stop(srv);         /* signs a last checkpoint */
 	smtp_server_free(&srv->smtp);
@@ -192,6 +194,8 @@ main_start_modules(struct server *srv)
 		return main_fail("smtp", err);
 	if (control_start(srv, &srv->control, &err) < 0)
 		return main_fail("control", err);
+	if (control_archive_timer_start(srv) < 0)
+		return main_fail("archive", xstrdup("cannot create the purge timer"));
 	if (http_start(srv, &srv->http, &err) < 0)
 		return main_fail("http", err);
 	return 0;

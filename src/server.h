@@ -15,6 +15,7 @@
 
 struct config;
 struct event_base;
+struct event;
 struct worker_pool;
 struct store;
 struct queue;
@@ -43,6 +44,7 @@ struct server {
 	struct audit *audit;        /* the audit trail (audit_start), NULL until opened */
 	struct archive *archive;    /* every tenant's archive (archive_open) */
 	struct archive_jobs *archive_jobs;  /* import/export/purge/verify/reindex jobs */
+	struct event *archive_purge_ev;     /* the scheduled purge (control_archive.c) */
 	struct metrics metrics;
 	int shutting_down;        /* set once SIGTERM/SIGINT arrives */
 };

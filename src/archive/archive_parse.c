@@ -668,10 +668,48 @@ parse_skip_mbox_line(const char **s, size_t *len)
 	}
 }
 
+/* True when none of the n bytes at s (or fewer, at the end) is in `stop`. */
+static int
+parse_none_of(const char *s, size_t n, const char *stop)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strchr(stop, s[i]) != NULL)
+			return 0;
+	return 1;
+}
+
+/*
+ * GMime 3.2 copies charset names onto the stack (g_alloca) without a
+ * limit: an encoded word "=?<20 MB>?Q?x?=" or an RFC 2231 value
+ * "name*=<20 MB>''x" overflows the stack and takes the process down.  In
+ * our private copy, such an "=?" becomes "=_" and such a "*=" becomes "_="
+ * (no real charset is longer than 64 bytes), so GMime reads them as text.
+ */
+static void
+parse_defuse(char *s, size_t len)
+{
+	const size_t lim = 64;
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (s[i + 1] != '=' && !(s[i] == '=' && s[i + 1] == '?'))
+			continue;
+		size_t rest = len - i - 2, n = rest < lim ? rest : lim;
+		if (s[i] == '=' && s[i + 1] == '?' && rest >= lim && parse_none_of(s + i + 2, n, "?"))
+			s[i + 1] = '_';
+		else if (s[i] == '*' && s[i + 1] == '=' && rest >= lim &&
+		    parse_none_of(s + i + 2, n, "';"))
+			s[i] = '_';
+	}
+}
+
 static GMimeObject *
 parse_construct(const char *s, size_t len, GMimeParserOptions *opts, int message)
 {
-	GMimeStream *st = g_mime_stream_mem_new_with_buffer(s, len);
+	if (len > G_MAXUINT)
+		len = G_MAXUINT;    /* a GByteArray holds 4 GiB; no mail gets here */
+	GByteArray *copy = g_byte_array_sized_new((guint)len);
+	g_byte_array_append(copy, (const guint8 *)s, (guint)len);
+	parse_defuse((char *)copy->data, copy->len);
+	GMimeStream *st = g_mime_stream_mem_new_with_byte_array(copy);   /* owns copy */
 	GMimeParser *p = g_mime_parser_new_with_stream(st);
 	GMimeObject *obj;
 	g_mime_parser_set_format(p, GMIME_FORMAT_MESSAGE);
@@ -1016,8 +1054,9 @@ jr_original(struct archive_journal *j, const char *s, const struct jr_part *p)
 
 /* The boundary of a multipart/... Content-Type value, malloc'd, or NULL. */
 static char *
-jr_boundary(const char *ctype)
+jr_boundary(char *ctype)
 {
+	parse_defuse(ctype, strlen(ctype));
 	GMimeContentType *ct = g_mime_content_type_parse(NULL, ctype);
 	char *r = NULL;
 	if (ct == NULL)

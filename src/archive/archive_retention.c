@@ -1490,10 +1490,16 @@ archive_retention_case_list(struct archive *a, const char *tenant, char **err_r)
 json_t *
 archive_retention_hold_list(struct archive *a, const char *tenant, char **err_r)
 {
-	return rt_read_json(a, tenant, "SELECT h.id, h.name, c.name AS \"case\", h.mailbox, "
-	    "h.query, h.date_from AS \"from\", h.date_to AS \"to\", h.created_at, h.created_by, "
-	    "h.released_at, h.released_by, h.released_at IS NULL AS active FROM holds h "
-	    "LEFT JOIN cases c ON c.id = h.case_id ORDER BY h.id", 0, err_r);
+	json_t *list = rt_read_json(a, tenant, "SELECT h.id, h.name, c.name AS \"case\", "
+	    "h.mailbox, h.query, h.date_from AS \"from\", h.date_to AS \"to\", h.created_at, "
+	    "h.created_by, h.released_at, h.released_by, h.released_at IS NULL AS active "
+	    "FROM holds h LEFT JOIN cases c ON c.id = h.case_id ORDER BY h.id", 0, err_r);
+	size_t i;
+	json_t *o;
+	json_array_foreach(list, i, o)
+		json_object_set_new(o, "active",
+		    json_boolean(json_integer_value(json_object_get(o, "active")) != 0));
+	return list;
 }
 
 /* Approvals with args decoded back to JSON; id > 0: only that one. */

@@ -53,7 +53,8 @@ static const struct acli_sub acli_subs[] = {
 		{ "--limit", "limit", AO_STRING }, { "--offset", "offset", AO_STRING } } },
 	{ "show", "archive.show", { "tenant", "id" }, 2, 0, { { "--raw", "raw", AO_FLAG } } },
 	{ "export", "archive.export", { "tenant", "query" }, 2, 1, {
-		{ "--format", "format", AO_STRING }, { "--out", "out", AO_PATH } } },
+		{ "--format", "format", AO_STRING }, { "--out", "out", AO_PATH },
+		{ "--approval", "approval", AO_STRING } } },
 	{ "verify", "archive.verify", { "tenant" }, 1, 1, { { 0 } } },
 	{ "reindex", "archive.reindex", { "tenant" }, 1, 1, { { 0 } } },
 	{ "purge", "archive.purge", { "tenant" }, 1, 1, { { "--dry-run", "dry_run", AO_FLAG } } },
@@ -96,6 +97,7 @@ static const char acli_usage_text[] =
     "       mailark archive search TENANT 'QUERY' [--limit N] [--offset N]\n"
     "       mailark archive show TENANT ID [--raw]\n"
     "       mailark archive export TENANT 'QUERY' [--format mbox|eml] --out FILE.zip\n"
+    "                              [--approval ID]   (with four_eyes_export on)\n"
     "       mailark archive verify|reindex|stats|jobs TENANT\n"
     "       mailark archive purge TENANT [--dry-run]\n"
     "       mailark archive shred TENANT --yes\n"
@@ -502,7 +504,7 @@ cli_archive_run(const struct config *cfg, int argc, char **argv)
 		rc = acli_prepare(s, args);
 	if (rc == 0)
 		rc = cli_call(cfg, s->cmd, args, &r) < 0 ? 1 : 0;
-	if (rc == 0 && s->job) {
+	if (rc == 0 && s->job && json_object_get(r, "pending_approval") == NULL) {
 		json_t *started = r;
 		r = NULL;
 		rc = acli_wait(cfg, acli_str(args, "tenant"), s->words, started, &r) < 0 ? 1 : 0;

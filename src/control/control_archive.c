@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <event2/event.h>
 #include <sodium.h>
 
 #include "archive/archive.h"
@@ -592,12 +593,69 @@ carch_export_path(struct server *srv, const struct principal *who, const char *t
 	return buf_steal(&p);
 }
 
+static int carch_export_start(struct server *srv, const struct principal *who, char *tenant,
+    json_t *args, json_t **result_r, char **err_r);
+
+/*
+ * Four eyes for exports (setting four_eyes_export): the first request is
+ * recorded for approval and answered {"pending_approval": ID}; once a
+ * second admin approved it, the same request with approval=ID runs the
+ * export with the approved arguments.  0: go on with *args_r (new ref);
+ * 1: answered (pending); -1: refused.
+ */
 static int
-control_archive_export(struct server *srv, const struct principal *who, json_t *args,
+carch_export_approval(struct server *srv, const struct principal *who, const char *tenant,
+    json_t *args, json_t **args_r, json_t **result_r, char **err_r)
+{
+	long long need = 0, approval = 0, id;
+	if (archive_tenant_has(srv->archive, tenant) &&
+	    archive_retention_setting_get(srv->archive, tenant, "four_eyes_export", &need,
+	    err_r) < 0)
+		return -1;
+	if (control_arg_int(args, "approval", 0, 0, LLONG_MAX, &approval, err_r) < 0)
+		return -1;
+	if (approval > 0)
+		return archive_retention_approval_take(srv->archive, tenant, approval, "export",
+		    args_r, err_r) < 0 ? -1 : 0;
+	if (!need) {
+		*args_r = json_incref(args);
+		return 0;
+	}
+	json_t *req = json_deep_copy(args);
+	json_object_del(req, "approval");
+	int rc = archive_retention_request(srv->archive, tenant, "export", req, who->actor, &id,
+	    err_r);
+	json_decref(req);
+	if (rc < 0)
+		return -1;
+	*result_r = json_pack("{s:I, s:s}", "pending_approval", (json_int_t)id, "action",
+	    "export");
+	return 1;
+}
+
+static int
+control_archive_export(struct server *srv, const struct principal *who, json_t *args_in,
     json_t **result_r, char **err_r)
 {
-	char *tenant = control_arg_tenant(srv, args, err_r);
-	const char *query = tenant ? control_arg(args, "query", err_r) : NULL;
+	char *tenant = control_arg_tenant(srv, args_in, err_r);
+	json_t *args = NULL;
+	int ar = tenant ? carch_export_approval(srv, who, tenant, args_in, &args, result_r,
+	    err_r) : -1;
+	if (ar != 0) {
+		free(tenant);
+		return ar < 0 ? -1 : 0;
+	}
+	int rc = carch_export_start(srv, who, tenant, args, result_r, err_r);
+	json_decref(args);
+	return rc;
+}
+
+/* Starts the export job (tenant: ours to free). */
+static int
+carch_export_start(struct server *srv, const struct principal *who, char *tenant, json_t *args,
+    json_t **result_r, char **err_r)
+{
+	const char *query = control_arg(args, "query", err_r);
 	const char *format = control_arg_opt(args, "format");
 	char *out = query ? carch_export_path(srv, who, tenant, control_arg_opt(args, "out"),
 	    err_r) : NULL;
@@ -667,7 +725,14 @@ carch_purge_run(struct archive_job *job, void *arg, json_t **result_r, char **er
 {
 	struct carch_job *cj = arg;
 	struct archive_purge_result r;
+	char *lag_err = NULL;
 	memset(&r, 0, sizeof(r));
+	/* only indexed entries are candidates: close any index lag first */
+	if (archive_catch_up(cj->srv->archive, cj->tenant, &lag_err) < 0) {
+		log_warn("archive_catch_up_failed", "tenant=%s error=%s", cj->tenant,
+		    log_str(lag_err));
+		free(lag_err);
+	}
 	int rc = archive_retention_purge(cj->srv->archive, cj->tenant, time(NULL), cj->dry_run,
 	    cj->who.actor, &r, archive_job_progress, job, err_r);
 	json_t *result = rc == 0 ? archive_purge_result_json(&r, cj->dry_run) : NULL;
@@ -794,6 +859,100 @@ control_archive_shred(struct server *srv, const struct principal *who, json_t *a
 		*result_r = json_pack("{s:s, s:b}", "tenant", tenant, "shredded", 1);
 	free(tenant);
 	return rc;
+}
+
+/* ------------------------------------------------------ scheduled purge */
+
+/* Seconds after start-up before the first scheduled purge. */
+#define CARCH_FIRST_PURGE 60
+
+static void carch_purge_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static void
+carch_purge_timer_arm(struct server *srv, uint64_t secs)
+{
+	struct timeval tv = { (time_t)secs, 0 };
+	if (srv->archive_purge_ev != NULL)
+		evtimer_add(srv->archive_purge_ev, &tv);
+}
+
+/* Start-up: index whatever was committed but not indexed before a crash. */
+static int
+carch_catch_up_run(struct archive_job *job, void *arg, json_t **result_r, char **err_r)
+{
+	struct carch_job *cj = arg;
+	long long n = archive_catch_up(cj->srv->archive, cj->tenant, err_r);
+	if (n < 0)
+		return -1;
+	if (n > 0)
+		log_info("archive_caught_up", "tenant=%s entries=%lld", cj->tenant, n);
+	*result_r = json_pack("{s:I}", "indexed", (json_int_t)n);
+	return 0;
+}
+
+/* A job of `kind` for every tenant with an archive. */
+static void
+carch_jobs_for_all(struct server *srv, const char *kind, archive_job_fn *fn)
+{
+	struct store_tenant *list = NULL;
+	size_t n = 0;
+	struct principal sys = { .role = ROLE_OPERATOR, .actor = "mailark (scheduled)",
+		.source = "local" };
+	if (store_tenant_list(srv->store, &list, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (!archive_tenant_has(srv->archive, list[i].name))
+			continue;
+		struct carch_job *j = carch_job_new(srv, &sys, xstrdup(list[i].name));
+		json_t *res = NULL;
+		char *err = NULL;
+		if (carch_job_reply(srv, &sys, j, kind, fn, &res, &err) < 0) {
+			log_warn("archive_job_not_started", "kind=%s tenant=%s error=%s", kind,
+			    list[i].name, log_str(err));
+			free(err);
+		}
+		json_decref(res);
+	}
+	store_tenants_free(list, n);
+}
+
+static void
+carch_catch_up_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	carch_jobs_for_all(arg, "catch-up", carch_catch_up_run);
+}
+
+/* Every [archive] purge_interval: a purge job for each tenant with an archive. */
+static void
+carch_purge_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	carch_jobs_for_all(srv, "purge", carch_purge_run);
+	carch_purge_timer_arm(srv, srv->cfg->archive_purge_interval);
+}
+
+int
+control_archive_timer_start(struct server *srv)
+{
+	struct timeval soon = { 1, 0 };
+	if (event_base_once(srv->base, -1, EV_TIMEOUT, carch_catch_up_timer_cb, srv, &soon) < 0)
+		return -1;
+	if (srv->cfg->archive_purge_interval == 0 || !srv->cfg->archive_enabled)
+		return 0;
+	srv->archive_purge_ev = evtimer_new(srv->base, carch_purge_timer_cb, srv);
+	if (srv->archive_purge_ev == NULL)
+		return -1;
+	carch_purge_timer_arm(srv, srv->cfg->archive_purge_interval < CARCH_FIRST_PURGE ?
+	    srv->cfg->archive_purge_interval : CARCH_FIRST_PURGE);
+	return 0;
+}
+
+void
+control_archive_timer_stop(struct server *srv)
+{
+	if (srv->archive_purge_ev != NULL)
+		event_free(srv->archive_purge_ev);
+	srv->archive_purge_ev = NULL;
 }
 
 const struct control_command control_archive_commands[] = {

@@ -166,6 +166,22 @@ control_retention_set(struct server *srv, const struct principal *who, json_t *a
 	    json_pack("{s:I}", "default_days", (json_int_t)days), result_r);
 }
 
+/* The stored rule `id` (its match normalised) from the policy; NULL if gone. */
+static json_t *
+cret_rule_json(struct server *srv, const char *tenant, long long id)
+{
+	char *err = NULL;
+	json_t *pol = archive_retention_policy_json(srv->archive, tenant, &err);
+	json_t *rule = NULL, *r;
+	size_t i;
+	free(err);
+	json_array_foreach(json_object_get(pol, "rules"), i, r)
+		if (json_integer_value(json_object_get(r, "id")) == id)
+			rule = json_incref(r);
+	json_decref(pol);
+	return rule;
+}
+
 static int
 control_retention_rule_add(struct server *srv, const struct principal *who, json_t *args,
     json_t **result_r, char **err_r)
@@ -180,11 +196,16 @@ control_retention_rule_add(struct server *srv, const struct principal *who, json
 	}
 	int rc = archive_retention_rule_add(srv->archive, tenant, kind, match, days,
 	    cret_actor(who), &id, err_r);
-	free(tenant);
-	if (rc < 0)
+	if (rc < 0) {
+		free(tenant);
 		return -1;
-	*result_r = json_pack("{s:I, s:s, s:s, s:I}", "id", (json_int_t)id, "kind", kind,
-	    "match", match, "days", (json_int_t)days);
+	}
+	*result_r = cret_rule_json(srv, tenant, id);
+	free(tenant);
+	if (*result_r == NULL) {
+		*err_r = xstrdup("the new rule was removed meanwhile");
+		return -1;
+	}
 	return 0;
 }
 

@@ -32,6 +32,10 @@ extern const struct control_command control_archive_commands[];  /* control_arch
 extern const struct control_command control_archive_retention_commands[];
                                                    /* control_archive_retention.c */
 
+/* The scheduled purge of every tenant's archive ([archive] purge_interval). */
+int control_archive_timer_start(struct server *srv);
+void control_archive_timer_stop(struct server *srv);
+
 int control_dispatch(struct server *srv, const struct principal *who, const char *cmd,
     json_t *args, json_t **result_r, char **err_r);
 

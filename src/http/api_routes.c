@@ -94,7 +94,7 @@ const struct api_route api_routes[] = {
 	    "One archived message with its exact bytes (base64); audited" },
 	{ "GET", T "/archive/stats", "archive.stats", 0, 0, NULL, NULL,
 	    "Messages, blobs, sizes, index lag" },
-	{ "POST", T "/archive/exports", "archive.export", 0, API_CREATED, "query!,format,out", NULL,
+	{ "POST", T "/archive/exports", "archive.export", 0, API_CREATED, "query!,format,out,approval:i", NULL,
 	    "Starts an e-discovery export job (zip with manifest); audited" },
 	{ "GET", T "/archive/exports/{id}", "archive.export.file", 0, API_FILE, NULL, NULL,
 	    "Downloads a finished export job's zip; audited" },

@@ -154,7 +154,7 @@ def test_kill9_while_archiving_each_message_once(mailark_daemon, smtp_primary):
     d.cli("route", "set", "acme.example", "smtp://127.0.0.1:%d" % p.port)
     n = 30
     qids = [send(d, "alice@elsewhere.example", ["bob@acme.example"],
-                 crlf(make_msg("Crashcheck %03d" % i, body="x" * 2000 + "\n")))
+                 crlf(make_msg("Crashcheck %03d" % i, body=("x" * 70 + "\n") * 30)))
             for i in range(n)]
     d.kill9()                      # right after the last 250: archiving/delivery in flight
     d.start()
@@ -323,10 +323,10 @@ def test_search_paging_newest_first(full):
     assert len(h["sha256"]) == 64 and isinstance(h["has_attachment"], bool)
 
 
-@pytest.mark.parametrize("query", ['subject:(kvm', '"unterminated phrase', 'before:2019-13-45',
+@pytest.mark.parametrize("query", ['subject:(kvm', 'before:2019-13-45',
                                    'after:yesterday', "(" * 40 + "kvm" + ")" * 40,
                                    " ".join(["w%d" % i for i in range(80)]), "x" * 1200],
-                         ids=["open-paren", "open-quote", "bad-date", "word-date", "nesting-40",
+                         ids=["open-paren", "bad-date", "word-date", "nesting-40",
                               "terms-80", "bytes-1200"])
 def test_bad_query_is_refused(full, query):
     err = arch_refused(full["d"], "search", "acme", query)
@@ -472,7 +472,7 @@ def test_reindex_and_lost_or_corrupt_index(mailark_daemon, tmp_path):
         if (adir / name).exists():
             (adir / name).unlink()
     d.start()
-    wait_total(d, "acme", "subject:mips", want, timeout=60)
+    wait_total(d, "acme", "subject:mips", want, timeout=30)
     assert arch(d, "verify", "acme")["intact"] is True
 
     # index.db garbage: the daemon still starts, mail is not lost, reindex repairs
@@ -482,7 +482,7 @@ def test_reindex_and_lost_or_corrupt_index(mailark_daemon, tmp_path):
             (adir / name).unlink()
     (adir / "index.db").write_bytes(b"this is not a database\n" * 512)
     d.start()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 10
     while True:
         p = d.cli("archive", "search", "acme", "subject:mips", "--json", check=False)
         if p.returncode == 0 and json.loads(p.stdout)["total"] == want:

@@ -137,8 +137,12 @@ def archive_dir(d, tenant_):
 
 
 def store_rows(d, tenant_, sql, params=()):
-    """A SELECT on the tenant's store.db (the authoritative file)."""
-    db = sqlite3.connect(str(archive_dir(d, tenant_) / "store.db"), timeout=10)
+    """A SELECT on the tenant's store.db (the authoritative file); [] when the
+    tenant has no archive (yet)."""
+    path = archive_dir(d, tenant_) / "store.db"
+    if not path.exists():
+        return []
+    db = sqlite3.connect(str(path), timeout=10)
     try:
         return db.execute(sql, params).fetchall()
     finally:

@@ -249,7 +249,7 @@ def test_four_eyes(acme, tmp_path):
 
     # requested by one admin through the API: that admin cannot approve, another rejects
     st, js = api(d, "PUT", "/api/v1/tenants/acme/archive/settings/four_eyes", adm2,
-                 {"value": False})
+                 {"value": "off"})
     assert st in (200, 201, 202) and js.get("pending_approval"), (st, js)
     aid = js["pending_approval"]
     st, js2 = api(d, "POST", "/api/v1/tenants/acme/archive/approvals/%s/approve" % aid, adm2)
@@ -269,6 +269,7 @@ def test_four_eyes(acme, tmp_path):
 
     # exports under four_eyes_export wait for a second admin
     arch(d, "settings", "acme", "four_eyes_export", "on")
+    assert policy(d)["four_eyes_export"] in (True, 1)
     st, js = api(d, "POST", "/api/v1/tenants/acme/archive/exports", aud,
                  {"query": "*", "format": "eml", "out": "fe.zip"})
     assert st in (200, 201, 202) and js.get("pending_approval"), (st, js)

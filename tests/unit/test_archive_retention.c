@@ -361,6 +361,28 @@ test_recompute_batches(void **state)
 	assert_int_equal(rows(f), 30);
 }
 
+/* An expiry lost in a crash (not fsynced) is redone by the next ingest. */
+static void
+test_apply_repairs_gap(void **state)
+{
+	struct fixture *f = *state;
+	struct msg m = { .mailbox = "a@acme.example", .date = OLD_DATE };
+	long long id1 = ingest(f, &m), id2 = ingest(f, &m);
+	assert_int_equal(sql_ll(f, "SELECT value FROM settings WHERE key = "
+	    "'retention_applied_upto'", 0), id2);
+	sql_exec(f, "UPDATE messages SET expires_at = NULL");
+	char sql[128];
+	snprintf(sql, sizeof(sql), "UPDATE settings SET value = '%lld' WHERE key = "
+	    "'retention_applied_upto'", id1 - 1);
+	sql_exec(f, sql);
+	long long id3 = ingest(f, &m);
+	assert_int_equal(expires(f, id1), OLD + 3650 * DAY);
+	assert_int_equal(expires(f, id2), OLD + 3650 * DAY);
+	assert_int_equal(expires(f, id3), OLD + 3650 * DAY);
+	assert_int_equal(sql_ll(f, "SELECT value FROM settings WHERE key = "
+	    "'retention_applied_upto'", 0), id3);
+}
+
 /* --------------------------------------------------------------- lock */
 
 static void
@@ -755,6 +777,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_default_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rules_longest_wins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recompute_batches, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_apply_repairs_gap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unlocked_recompute_lowers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_four_eyes, setup, teardown),
