@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "audit/audit.h"
@@ -328,6 +329,8 @@ main(int argc, char **argv)
 {
 	const char *config_path = NULL;
 	int rc = 0;
+	/* Mail, keys and databases are nobody else's business: files we create are 0600. */
+	umask(0077);
 	int cmd = main_global_options(argc, argv, &config_path, &rc);
 	if (cmd < 0)
 		return rc;

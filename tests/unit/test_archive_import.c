@@ -49,7 +49,8 @@ got_cb(void *arg, const struct archive_import_item *it)
 	g->len = xrealloc(g->len, (g->n + 1) * sizeof(*g->len));
 	g->folder = xrealloc(g->folder, (g->n + 1) * sizeof(*g->folder));
 	g->origin = xrealloc(g->origin, (g->n + 1) * sizeof(*g->origin));
-	g->raw[g->n] = xmemdup(it->raw, it->len + 1);
+	g->raw[g->n] = xmalloc(it->len + 1);     /* the item is it->len bytes: no more */
+	memcpy(g->raw[g->n], it->raw, it->len);
 	g->raw[g->n][it->len] = '\0';
 	g->len[g->n] = it->len;
 	g->folder[g->n] = xstrdup(it->folder);
