@@ -557,6 +557,57 @@ test_garbage(void **state)
 	archive_doc_free(&d);
 }
 
+/* GMime puts charset names on the stack: huge ones must never reach it. */
+static void *
+huge_charset_body(void *arg)
+{
+	const size_t n = 4 * 1024 * 1024;
+	static const char *const forms[] = {
+		"Subject: =?%s?Q?abc?=\n\nbody\n",
+		"To: =?%s?B?YWJj?= <a@example.com>\n\nbody\n",
+		"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n"
+		    "Content-Disposition: attachment; filename*=%s''abc\n\nbody\n--b--\n",
+		"Content-Type: text/plain; charset=%s\n\nbody\n",
+		"X-MS-Journal-Report:\nContent-Type: multipart/mixed; boundary*=%s''b\n\nx\n",
+	};
+	char *cs = malloc(n + 1);
+	memset(cs, 'x', n);
+	cs[n] = '\0';
+	long bad = 0;
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		struct buf b = BUF_INIT;
+		struct archive_doc d;
+		struct archive_journal j;
+		char *err = NULL;
+		buf_appendf(&b, forms[i], cs);
+		if (archive_parse(b.data, b.len, &d, &err) != 0 ||
+		    (i < 4 && strstr(d.body, "body") == NULL))
+			bad++;
+		archive_doc_free(&d);
+		if (archive_journal_unwrap(b.data, b.len, &j, &err) == 1)
+			archive_journal_free(&j);
+		free(err);
+		buf_free(&b);
+	}
+	free(cs);
+	return (void *)bad;
+}
+
+static void
+test_huge_charset_names(void **state)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	void *bad;
+	/* a 2 MiB stack: a 4 MiB alloca would overflow it */
+	assert_int_equal(pthread_attr_init(&attr), 0);
+	assert_int_equal(pthread_attr_setstacksize(&attr, 2 * 1024 * 1024), 0);
+	assert_int_equal(pthread_create(&t, &attr, huge_charset_body, NULL), 0);
+	assert_int_equal(pthread_join(t, &bad), 0);
+	assert_null(bad);
+	pthread_attr_destroy(&attr);
+}
+
 /* ------------------------------------------------------------ journal */
 
 static const char orig_msg[] =
@@ -859,6 +910,7 @@ main(void)
 		cmocka_unit_test(test_nested_rfc822),
 		cmocka_unit_test(test_refuses_empty),
 		cmocka_unit_test(test_garbage),
+		cmocka_unit_test(test_huge_charset_names),
 		cmocka_unit_test(test_journal_unwrap),
 		cmocka_unit_test(test_journal_not_and_malformed),
 		cmocka_unit_test(test_threads),
