@@ -414,9 +414,19 @@ archive_after_commit(struct archive_tenant *t, long long first_new, const long l
 	char *err = NULL;
 	long long upto = archive_index_indexed_upto(t->ix);
 	long long max_id = archive_store_max_id(t->store);
+	long long apply_from = first_new;
 	atomic_store(&t->max_id, max_id);
-	if (first_new > 0 && upto < first_new - 1 && archive_index_range(t, upto, &err) < 0)
-		goto fail;
+	/* Entries committed before (a crash, a failed index write) come first —
+	 * also when this ingest added nothing (a replayed duplicate). */
+	if (upto < (first_new > 0 ? first_new - 1 : max_id)) {
+		if (archive_index_range(t, upto, &err) < 0)
+			goto fail;
+		apply_from = upto + 1;
+	}
+	if (first_new == 0 && apply_from == 0) {
+		free(err);
+		return;
+	}
 	if (archive_index_begin(t->ix, &err) < 0)
 		goto fail;
 	for (size_t i = 0; i < n; i++)
@@ -425,7 +435,7 @@ archive_after_commit(struct archive_tenant *t, long long first_new, const long l
 	if (archive_index_commit(t->ix, max_id, &err) < 0)
 		goto fail;
 	atomic_store(&t->indexed_upto, max_id);
-	if (first_new > 0 && archive_retention_apply(t, first_new, max_id, &err) < 0)
+	if (apply_from > 0 && archive_retention_apply(t, apply_from, max_id, &err) < 0)
 		log_error("archive_retention_failed", "tenant=%s error=%s", t->name, log_str(err));
 	free(err);
 	return;

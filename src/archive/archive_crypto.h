@@ -19,14 +19,33 @@
  *   archive_crypto_open(key, hash, sealed, slen, &raw, &len, &err);   // free(raw)
  *   archive_crypto_wipe(key, sizeof(key));
  *
- * Functions are thread-safe (no state of their own).  The caller owns key
- * buffers and wipes them; outputs are malloc'd (caller frees); error texts
- * (*err_r, caller frees) never hold key material.
+ * Dictionary blobs (format 2): a tenant may have zstd dictionaries trained
+ * on its own mail (archive_crypto_dict_train); a dictionary is plaintext
+ * mail fragments, so it is stored sealed too (archive_crypto_dict_seal:
+ * 'D' '1' || nonce || AEAD(dict), AD = "mailark-dict" || id (4 bytes BE)).
+ * A blob compressed with dictionary `id` is
+ *   'A' '2' || id (4 bytes BE) || nonce(24) || AEAD(zstd(raw, dict))
+ * with AD = hash_hex || id, so changing the id in the header breaks the
+ * tag.  archive_crypto_blob_dict() tells which dictionary a blob needs;
+ * archive_crypto_open_zdict() opens both formats, archive_crypto_open()
+ * format 1 only.
+ *
+ *   struct archive_zdict *zd = archive_crypto_zdict_new(id, dict, dlen, &err);
+ *   archive_crypto_seal_zdict(key, hash, zd, raw, len, &sealed, &slen, &err);
+ *   archive_crypto_open_zdict(key, hash, zd, sealed, slen, &raw, &len, &err);
+ *   archive_crypto_zdict_free(&zd);
+ *
+ * Functions are thread-safe (no state of their own), except that a struct
+ * archive_zdict (which caches zstd contexts) is used by one thread at a
+ * time.  The caller owns key buffers and wipes them; outputs are malloc'd
+ * (caller frees); error texts (*err_r, caller frees) never hold key
+ * material.
  */
 #ifndef MAILARK_ARCHIVE_ARCHIVE_CRYPTO_H
 #define MAILARK_ARCHIVE_ARCHIVE_CRYPTO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define ARCHIVE_KEY_LEN 32
 /* Length of a hex SHA-256 (without the NUL). */
@@ -50,17 +69,63 @@ int archive_crypto_datakey_load(const char *data_dir, const char *tenant, int cr
  */
 int archive_crypto_datakey_shred(const char *data_dir, const char *tenant, char **err_r);
 
-/* Seals raw (zstd level 3, then AEAD with AD = hash_hex): 0, -1 with *err_r. */
+/* Seals raw (zstd level 3, then AEAD with AD = hash_hex; format 1): 0, -1 with *err_r. */
 int archive_crypto_seal(const unsigned char key[ARCHIVE_KEY_LEN], const char *hash_hex,
     const void *raw, size_t len, unsigned char **sealed_r, size_t *sealed_len_r, char **err_r);
 /*
  * Opens a sealed blob: 0 with *raw_r (NUL-terminated for convenience, not
  * counted in *raw_len_r), -1 with *err_r when it is malformed, tampered
  * with, sealed with another key or for another hash, too large, or its
- * content's SHA-256 differs from hash_hex.
+ * content's SHA-256 differs from hash_hex; also for a format-2 blob, which
+ * needs its dictionary (archive_crypto_open_zdict, archive_store_open_blob).
  */
 int archive_crypto_open(const unsigned char key[ARCHIVE_KEY_LEN], const char *hash_hex,
     const void *sealed, size_t len, unsigned char **raw_r, size_t *raw_len_r, char **err_r);
+
+/* Largest dictionary archive_crypto_dict_train() makes and dict_open() accepts. */
+#define ARCHIVE_DICT_MAX ((size_t)1024 * 1024)
+
+/*
+ * Trains a zstd dictionary of at most `capacity` bytes (<= ARCHIVE_DICT_MAX)
+ * from n samples stored back to back in `samples` (sizes in lens): 0 with
+ * *dict_r (caller wipes and frees), -1 with *err_r (too few or too small
+ * samples: then use no dictionary).
+ */
+int archive_crypto_dict_train(const void *samples, const size_t *lens, size_t n,
+    size_t capacity, unsigned char **dict_r, size_t *dict_len_r, char **err_r);
+/* Seals dictionary `id` (> 0) for storage: 0 with *sealed_r (caller frees), -1. */
+int archive_crypto_dict_seal(const unsigned char key[ARCHIVE_KEY_LEN], uint32_t id,
+    const void *dict, size_t len, unsigned char **sealed_r, size_t *sealed_len_r,
+    char **err_r);
+/* Opens a sealed dictionary `id`: 0 with *dict_r (caller wipes and frees), -1 with *err_r. */
+int archive_crypto_dict_open(const unsigned char key[ARCHIVE_KEY_LEN], uint32_t id,
+    const void *sealed, size_t len, unsigned char **dict_r, size_t *dict_len_r,
+    char **err_r);
+
+/* A loaded dictionary: its id, zstd dictionaries and contexts.  One thread at a time. */
+struct archive_zdict;
+/* Loads dictionary bytes (copied) as dictionary `id` (> 0): NULL with *err_r. */
+struct archive_zdict *archive_crypto_zdict_new(uint32_t id, const void *dict, size_t len,
+    char **err_r);
+/* Frees (wiping what it can) and sets *zd to NULL; NULL is fine. */
+void archive_crypto_zdict_free(struct archive_zdict **zd);
+uint32_t archive_crypto_zdict_id(const struct archive_zdict *zd);
+/* As archive_crypto_seal, with dictionary zd (format 2); zd NULL = format 1. */
+int archive_crypto_seal_zdict(const unsigned char key[ARCHIVE_KEY_LEN], const char *hash_hex,
+    struct archive_zdict *zd, const void *raw, size_t len, unsigned char **sealed_r,
+    size_t *sealed_len_r, char **err_r);
+/*
+ * Which dictionary a sealed blob needs: 0 none (format 1), 1 with *id_r
+ * (format 2), -1 not a sealed blob (bad header or too short).
+ */
+int archive_crypto_blob_dict(const void *sealed, size_t len, uint32_t *id_r);
+/*
+ * As archive_crypto_open, for both formats: a format-2 blob needs zd with
+ * the id it names (else -1 with *err_r); zd is ignored for format 1.
+ */
+int archive_crypto_open_zdict(const unsigned char key[ARCHIVE_KEY_LEN], const char *hash_hex,
+    struct archive_zdict *zd, const void *sealed, size_t len, unsigned char **raw_r,
+    size_t *raw_len_r, char **err_r);
 
 /* Lower-case hex SHA-256 of data into out (64 chars + NUL). */
 void archive_crypto_sha256_hex(const void *data, size_t len, char out[65]);

@@ -22,6 +22,7 @@
  */
 #include "archive/archive_index.h"
 
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,8 +37,8 @@
 #include "lib/log.h"
 #include "lib/mem.h"
 
-#define IX_SCHEMA_VERSION 1
-#define IX_PREVIEW_CHARS 160
+#define IX_SCHEMA_VERSION 2
+#define IX_PREVIEW_CHARS 120
 #define IX_CACHE 16
 #define IX_DEFAULT_LIMIT 50
 #define IX_MAX_LIMIT 1000
@@ -55,11 +56,13 @@ static const char *const ix_sql[IX_STMT_COUNT] = {
 	[IX_DOC_INS] = "INSERT OR IGNORE INTO docs(id, hash, mailbox, folder, msg_date, size, "
 	    "from_addr, subject, has_attachment, preview, env_from, env_rcpts) "
 	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-	[IX_FTS_INS] = "INSERT INTO fts(rowid, subject, body, filenames) VALUES (?1, ?2, ?3, ?4)",
+	[IX_FTS_INS] = "INSERT INTO fts(rowid, subject, body, filenames, meta) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5)",
 	[IX_FTA_INS] = "INSERT INTO fta(rowid, sender, recipients, cc) VALUES (?1, ?2, ?3, ?4)",
-	[IX_DOC_ENV] = "SELECT env_from, env_rcpts FROM docs WHERE id = ?1",
-	[IX_FTS_DEL] = "INSERT INTO fts(fts, rowid, subject, body, filenames) "
-	    "VALUES ('delete', ?1, ?2, ?3, ?4)",
+	[IX_DOC_ENV] = "SELECT env_from, env_rcpts, mailbox, folder, msg_date, has_attachment "
+	    "FROM docs WHERE id = ?1",
+	[IX_FTS_DEL] = "INSERT INTO fts(fts, rowid, subject, body, filenames, meta) "
+	    "VALUES ('delete', ?1, ?2, ?3, ?4, ?5)",
 	[IX_FTA_DEL] = "INSERT INTO fta(fta, rowid, sender, recipients, cc) "
 	    "VALUES ('delete', ?1, ?2, ?3, ?4)",
 	[IX_DOC_DEL] = "DELETE FROM docs WHERE id = ?1",
@@ -89,12 +92,11 @@ static const char ix_schema[] =
 	"  env_from TEXT,"
 	"  env_rcpts TEXT);"
 	"CREATE INDEX IF NOT EXISTS docs_date ON docs(msg_date);"
-	"CREATE INDEX IF NOT EXISTS docs_mailbox ON docs(mailbox, msg_date);"
-	"CREATE INDEX IF NOT EXISTS docs_folder ON docs(folder);"
-	"CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(subject, body, filenames,"
-	"  content='', tokenize='unicode61 remove_diacritics 2');"
+	"CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(subject, body, filenames, meta,"
+	"  content='', columnsize=0,"
+	"  tokenize='unicode61 remove_diacritics 2');"
 	"CREATE VIRTUAL TABLE IF NOT EXISTS fta USING fts5(sender, recipients, cc,"
-	"  content='', tokenize='unicode61 remove_diacritics 2');";
+	"  content='', columnsize=0, tokenize='unicode61 remove_diacritics 2');";
 
 #define IX_HIT_COLS "docs.id, docs.hash, docs.mailbox, docs.folder, docs.from_addr, " \
 	"docs.subject, docs.preview, docs.msg_date, docs.size, docs.has_attachment"
@@ -163,7 +165,11 @@ ix_schema_create(struct archive_index *ix, char **err_r)
 		return 0;
 	if (version != 0) {
 		struct buf b = BUF_INIT;
-		buf_appendf(&b, "%s: unknown index schema version %d", ix->path, version);
+		if (version > 0 && version < IX_SCHEMA_VERSION)
+			buf_appendf(&b, "%s: index schema version %d is outdated (this build uses %d); "
+			    "set it aside and reindex", ix->path, version, IX_SCHEMA_VERSION);
+		else
+			buf_appendf(&b, "%s: unknown index schema version %d", ix->path, version);
 		*err_r = buf_steal(&b);
 		return -1;
 	}
@@ -358,8 +364,9 @@ archive_fts_cols_free(struct archive_fts_cols *c)
  * 'delete'.  0 / -1. */
 static int
 ix_fts_rows(struct archive_index *ix, enum ix_stmt text, enum ix_stmt addr, long long id,
-    const struct archive_fts_cols *c, char **err_r)
+    const struct archive_fts_cols *c, const char *meta, char **err_r)
 {
+	sqlite3_bind_text(ix->st[text], 5, meta, -1, SQLITE_STATIC);
 	const char *v[2][3] = { { c->subject, c->body, c->filenames },
 	    { c->sender, c->recipients, c->cc } };
 	const enum ix_stmt st[2] = { text, addr };
@@ -435,7 +442,10 @@ archive_index_add(struct archive_index *ix, const struct archive_row *row, size_
 		return rc;   /* -1, or 0: already indexed (its FTS row exists too) */
 	struct archive_fts_cols c;
 	archive_fts_cols_make(doc, row->env_from, row->env_rcpts, &c);
-	rc = ix_fts_rows(ix, IX_FTS_INS, IX_FTA_INS, row->id, &c, err_r);
+	char *meta = archive_query_meta_text(row->mailbox, row->folder, (long long)row->msg_date,
+	    doc->has_attachment != 0);
+	rc = ix_fts_rows(ix, IX_FTS_INS, IX_FTA_INS, row->id, &c, meta, err_r);
+	free(meta);
 	archive_fts_cols_free(&c);
 	return rc;
 }
@@ -459,8 +469,12 @@ archive_index_delete(struct archive_index *ix, long long id, const struct archiv
 	struct archive_fts_cols c;
 	archive_fts_cols_make(doc, (const char *)sqlite3_column_text(st, 0),
 	    (const char *)sqlite3_column_text(st, 1), &c);
+	char *meta = archive_query_meta_text((const char *)sqlite3_column_text(st, 2),
+	    (const char *)sqlite3_column_text(st, 3), sqlite3_column_int64(st, 4),
+	    sqlite3_column_int(st, 5));
 	ix_done(st);
-	rc = ix_fts_rows(ix, IX_FTS_DEL, IX_FTA_DEL, id, &c, err_r);
+	rc = ix_fts_rows(ix, IX_FTS_DEL, IX_FTA_DEL, id, &c, meta, err_r);
+	free(meta);
 	archive_fts_cols_free(&c);
 	if (rc < 0)
 		return -1;
@@ -495,12 +509,14 @@ ix_stmt(struct archive_index *ix, const char *sql, char **err_r)
 struct ix_search {
 	struct archive_index *ix;
 	const struct archive_search_opts *o;
-	struct archive_qsql q;
-	char **mboxes;              /* lower-cased copies of o->mailboxes */
+	struct archive_qsql q;      /* the mailbox restriction is part of it */
 	long long limit, offset;
+	long long date_min, date_max;   /* msg_date range in the index */
+	long long *ids;             /* pure MATCH: every matching id, ascending */
+	size_t nids;
 };
 
-/* Binds the query's where-parameters, then the mailboxes, from index *i. */
+/* Binds the query's where-parameters from index *i. */
 static void
 ix_bind_where(struct ix_search *s, sqlite3_stmt *st, int *i)
 {
@@ -511,27 +527,47 @@ ix_bind_where(struct ix_search *s, sqlite3_stmt *st, int *i)
 		else
 			sqlite3_bind_text(st, *i, p->s, -1, SQLITE_STATIC);
 	}
-	for (size_t k = 0; k < s->o->nmailboxes; k++, (*i)++)
-		sqlite3_bind_text(st, *i, s->mboxes[k], -1, SQLITE_STATIC);
 }
 
-/* " WHERE (where) AND docs.mailbox IN (?, ...)" */
 static void
 ix_where_sql(struct ix_search *s, struct buf *b)
 {
 	buf_appendf(b, " WHERE (%s)", s->q.where);
-	if (s->o->nmailboxes == 0)
-		return;
-	buf_append_str(b, " AND docs.mailbox IN (");
-	for (size_t k = 0; k < s->o->nmailboxes; k++)
-		buf_append_str(b, k > 0 ? ", ?" : "?");
-	buf_append_char(b, ')');
 }
 
 static int
 ix_pure_match(const struct ix_search *s)
 {
-	return s->q.match != NULL && s->o->nmailboxes == 0;
+	return s->q.match != NULL;
+}
+
+/* A pure MATCH query: reads every matching id once (the total, and the set
+ * the page walk tests against).  0 / -1. */
+static int
+ix_collect(struct ix_search *s, size_t *total_r, char **err_r)
+{
+	struct buf sql = BUF_INIT;
+	const char *t = s->q.match_table;
+	buf_appendf(&sql, "SELECT rowid FROM %s WHERE %s MATCH ? ORDER BY rowid", t, t);
+	sqlite3_stmt *st = ix_stmt(s->ix, sql.data, err_r);
+	buf_free(&sql);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, s->q.match, -1, SQLITE_STATIC);
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (s->nids == cap) {
+			cap = cap ? cap * 2 : 1024;
+			s->ids = xrealloc(s->ids, cap * sizeof(*s->ids));
+		}
+		s->ids[s->nids++] = sqlite3_column_int64(st, 0);
+	}
+	if (rc != SQLITE_DONE)
+		ix_err(s->ix, err_r, "search");
+	ix_done(st);
+	*total_r = s->nids;
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 static int
@@ -540,9 +576,8 @@ ix_count(struct ix_search *s, size_t *total_r, char **err_r)
 	struct buf sql = BUF_INIT;
 	int i = 1;
 	if (ix_pure_match(s))
-		buf_appendf(&sql, "SELECT count(*) FROM %s WHERE %s MATCH ?", s->q.match_table,
-		    s->q.match_table);
-	else if (s->q.all && s->o->nmailboxes == 0)
+		return ix_collect(s, total_r, err_r);
+	if (s->q.all)
 		buf_append_str(&sql, "SELECT count(*) FROM docs");
 	else {
 		buf_append_str(&sql, "SELECT count(*) FROM docs");
@@ -552,9 +587,7 @@ ix_count(struct ix_search *s, size_t *total_r, char **err_r)
 	buf_free(&sql);
 	if (st == NULL)
 		return -1;
-	if (ix_pure_match(s))
-		sqlite3_bind_text(st, 1, s->q.match, -1, SQLITE_STATIC);
-	else if (!s->q.all || s->o->nmailboxes > 0)
+	if (!s->q.all)
 		ix_bind_where(s, st, &i);
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
@@ -633,27 +666,108 @@ ix_ndocs(struct archive_index *ix, char **err_r)
 	return n;
 }
 
-/* Probing docs newest first costs about this many times a join row. */
-#define IX_PROBE_COST 8
-
-/* The SQL of the page query; *match_only: binds only MATCH, limit, offset. */
+/* The msg_date range of the index (two docs_date lookups).  0 / -1. */
 static int
-ix_page_sql(struct ix_search *s, size_t total, struct buf *sql, int *match_only, char **err_r)
+ix_date_range(struct archive_index *ix, long long *min_r, long long *max_r, char **err_r)
+{
+	sqlite3_stmt *st = ix_stmt(ix, "SELECT (SELECT min(msg_date) FROM docs), "
+	    "(SELECT max(msg_date) FROM docs)", err_r);
+	if (st == NULL)
+		return -1;
+	*min_r = 1;
+	*max_r = 0;     /* empty: no date matches */
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+		*min_r = sqlite3_column_int64(st, 0);
+		*max_r = sqlite3_column_int64(st, 1);
+	}
+	if (rc != SQLITE_ROW)
+		ix_err(ix, err_r, "search");
+	ix_done(st);
+	return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* Whether the query bounds msg_date (then the page walk starts in range). */
+static int
+ix_dated(const struct ix_search *s)
+{
+	return s->q.date_lo != LLONG_MIN || s->q.date_hi != LLONG_MAX;
+}
+
+/* Relative costs (measured, microseconds at 200k documents) of the three
+ * ways to fetch a page of a pure MATCH query in date order:
+ *   probe: walk docs newest first, run the MATCH for each row (EXISTS);
+ *   walk:  walk docs newest first testing membership in the matching ids
+ *          (collected once, for the total too: ix_collect);
+ *   join:  join every match with docs and sort. */
+#define IX_COST_PROBE 25.0      /* per docs row walked, EXISTS */
+#define IX_COST_COLLECT 0.15    /* per match, collecting rowids */
+#define IX_COST_WALK 0.3        /* per docs row walked, membership test */
+#define IX_COST_JOIN 1.0        /* per match, join + sort */
+
+enum ix_plan { IX_PLAN_WHERE, IX_PLAN_JOIN, IX_PLAN_PROBE, IX_PLAN_WALK };
+
+/* A probe sets up every phrase of the MATCH again, and a prefix phrase scans
+ * the term dictionary each time (measured: 40 times a plain one).  User text
+ * is always inside "..." and never contains '*', so counting is exact. */
+static double
+ix_match_weight(const char *match)
+{
+	double quotes = 0, prefix = 0;
+	for (const char *p = match; *p != '\0'; p++) {
+		quotes += *p == '"';
+		prefix += *p == '*';
+	}
+	double phrases = quotes / 2 > 1 ? quotes / 2 : 1;
+	return phrases * (prefix > 0 ? 40 : 1);
+}
+
+/* Estimated docs rows walked newest first (within the query's date bounds)
+ * before a page of a query with total matches is complete. */
+static double
+ix_walk_rows(struct ix_search *s, size_t total, long long ndocs)
+{
+	double span = (double)s->date_max - (double)s->date_min + 1;
+	double n = (double)ndocs;
+	if (ix_dated(s) && span > 0) {
+		double lo = s->q.date_lo > s->date_min ? (double)s->q.date_lo : (double)s->date_min;
+		double hi = s->q.date_hi <= s->date_max ? (double)s->q.date_hi :
+		    (double)s->date_max + 1;
+		n = n * (hi > lo ? hi - lo : 1) / span + 1;
+	}
+	return (double)(s->offset + s->limit) * n / (double)total;
+}
+
+/* The SQL of the page query and how it binds (ix_page). */
+static int
+ix_page_sql(struct ix_search *s, size_t total, struct buf *sql, enum ix_plan *plan,
+    char **err_r)
 {
 	buf_append_str(sql, "SELECT " IX_HIT_COLS);
-	*match_only = ix_pure_match(s);
-	if (!*match_only) {
+	*plan = IX_PLAN_WHERE;
+	if (!ix_pure_match(s)) {
 		buf_append_str(sql, " FROM docs");
 		ix_where_sql(s, sql);
 	} else {
 		long long ndocs = ix_ndocs(s->ix, err_r);
 		if (ndocs < 0)
 			return -1;
-		double probes = (double)(s->offset + s->limit) * (double)ndocs / (double)total;
+		double rows = ix_walk_rows(s, total, ndocs);
+		double probe = rows * IX_COST_PROBE * ix_match_weight(s->q.match);
+		double join = (double)total * IX_COST_JOIN;
+		double walk = (double)total * IX_COST_COLLECT + rows * IX_COST_WALK;
 		const char *t = s->q.match_table;
-		if (s->limit >= 0 && probes * IX_PROBE_COST < (double)total)
-			buf_appendf(sql, " FROM docs WHERE EXISTS (SELECT 1 FROM %s WHERE "
-			    "%s MATCH ? AND %s.rowid = docs.id)", t, t, t);
+		*plan = IX_PLAN_JOIN;
+		if (s->limit >= 0 && probe < join && probe < walk)
+			*plan = IX_PLAN_PROBE;
+		else if (s->limit >= 0 && walk < join)
+			*plan = IX_PLAN_WALK;
+		if (*plan == IX_PLAN_PROBE)
+			buf_appendf(sql, " FROM docs WHERE docs.msg_date >= ? AND docs.msg_date < ? "
+			    "AND EXISTS (SELECT 1 FROM %s WHERE %s MATCH ? AND %s.rowid = docs.id)",
+			    t, t, t);
+		else if (*plan == IX_PLAN_WALK)
+			return 0;                       /* ix_page_walk: no SQL */
 		else
 			buf_appendf(sql, " FROM %s CROSS JOIN docs ON docs.id = %s.rowid "
 			    "WHERE %s MATCH ?", t, t, t);
@@ -663,19 +777,93 @@ ix_page_sql(struct ix_search *s, size_t total, struct buf *sql, int *match_only,
 }
 
 static int
+ix_id_cmp(const void *a, const void *b)
+{
+	long long x = *(const long long *)a, y = *(const long long *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Appends the hit of document id.  0 / -1. */
+static int
+ix_hit_fetch(struct ix_search *s, long long id, struct archive_results *res, char **err_r)
+{
+	sqlite3_stmt *st = ix_stmt(s->ix, "SELECT " IX_HIT_COLS " FROM docs WHERE id = ?", err_r);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		res->hits = xrealloc(res->hits, (res->nhits + 1) * sizeof(*res->hits));
+		ix_hit_read(s, st, &res->hits[res->nhits++]);
+	} else if (rc != SQLITE_DONE) {
+		ix_err(s->ix, err_r, "search");
+	}
+	ix_done(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The page by walking docs newest first (within the date bounds) and keeping
+ * the ids in s->ids.  0 / -1. */
+static int
+ix_page_walk(struct ix_search *s, struct archive_results *res, char **err_r)
+{
+	sqlite3_stmt *st = ix_stmt(s->ix, "SELECT id FROM docs WHERE msg_date >= ? AND "
+	    "msg_date < ? ORDER BY msg_date DESC, id DESC", err_r);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, s->q.date_lo);
+	sqlite3_bind_int64(st, 2, s->q.date_hi);
+	long long *page = xcalloc((size_t)s->limit + 1, sizeof(*page));
+	long long skip = s->offset, n = 0;
+	int rc = SQLITE_DONE;
+	while (n < s->limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		long long id = sqlite3_column_int64(st, 0);
+		if (bsearch(&id, s->ids, s->nids, sizeof(*s->ids), ix_id_cmp) == NULL)
+			continue;
+		if (skip > 0)
+			skip--;
+		else
+			page[n++] = id;
+	}
+	if (n < s->limit && rc != SQLITE_DONE) {
+		ix_err(s->ix, err_r, "search");
+		ix_done(st);
+		free(page);
+		return -1;
+	}
+	ix_done(st);
+	for (long long k = 0; k < n; k++)
+		if (ix_hit_fetch(s, page[k], res, err_r) < 0) {
+			free(page);
+			return -1;
+		}
+	free(page);
+	return 0;
+}
+
+static int
 ix_page(struct ix_search *s, size_t total, struct archive_results *res, char **err_r)
 {
 	struct buf sql = BUF_INIT;
-	int match_only, i = 1;
-	if (ix_page_sql(s, total, &sql, &match_only, err_r) < 0) {
+	enum ix_plan plan;
+	int i = 1;
+	if (ix_page_sql(s, total, &sql, &plan, err_r) < 0) {
 		buf_free(&sql);
 		return -1;
+	}
+	if (plan == IX_PLAN_WALK) {
+		buf_free(&sql);
+		return ix_page_walk(s, res, err_r);
 	}
 	sqlite3_stmt *st = ix_stmt(s->ix, sql.data, err_r);
 	buf_free(&sql);
 	if (st == NULL)
 		return -1;
-	if (match_only)
+	if (plan == IX_PLAN_PROBE) {
+		sqlite3_bind_int64(st, i++, s->q.date_lo);
+		sqlite3_bind_int64(st, i++, s->q.date_hi);
+	}
+	if (plan != IX_PLAN_WHERE)
 		sqlite3_bind_text(st, i++, s->q.match, -1, SQLITE_STATIC);
 	else
 		ix_bind_where(s, st, &i);
@@ -715,22 +903,17 @@ archive_index_search(struct archive_index *ix, const struct archive_search_opts 
 {
 	struct ix_search s = { .ix = ix, .o = o };
 	memset(res, 0, sizeof(*res));
-	if (archive_query_compile(o->query, &s.q, err_r) < 0)
+	if (ix_date_range(ix, &s.date_min, &s.date_max, err_r) < 0)
+		return -1;
+	struct archive_qopts qo = { .meta = 1, .date_min = s.date_min, .date_max = s.date_max,
+	    .mailboxes = o->mailboxes, .nmailboxes = o->nmailboxes };
+	if (archive_query_compile_opts(o->query, &qo, &s.q, err_r) < 0)
 		return -1;
 	ix_limits(&s);
-	s.mboxes = xcalloc(o->nmailboxes + 1, sizeof(*s.mboxes));
-	for (size_t k = 0; k < o->nmailboxes; k++) {
-		s.mboxes[k] = xstrdup(o->mailboxes[k] != NULL ? o->mailboxes[k] : "");
-		for (char *c = s.mboxes[k]; *c != '\0'; c++)
-			if (*c >= 'A' && *c <= 'Z')
-				*c = (char)(*c + 32);
-	}
 	int rc = ix_count(&s, &res->total, err_r);
 	if (rc == 0 && res->total > (size_t)s.offset && s.limit != 0)
 		rc = ix_page(&s, res->total, res, err_r);
-	for (size_t k = 0; k < o->nmailboxes; k++)
-		free(s.mboxes[k]);
-	free(s.mboxes);
+	free(s.ids);
 	archive_qsql_free(&s.q);
 	if (rc < 0)
 		archive_results_free(res);

@@ -10,6 +10,7 @@
  */
 #include "archive/archive_query.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -547,6 +548,7 @@ archive_query_free(struct archive_qnode **root)
 	*root = NULL;
 	query_free_list(n->kids, n->nkids);
 	free(n->value);
+	free(n->meta);
 	free(n);
 }
 
@@ -572,10 +574,14 @@ query_param_int(struct qctx *c, long long v)
 	c->params[c->nparams++] = (struct archive_qparam){ .is_int = 1, .i = v };
 }
 
-/* Which FTS table a field lives in: 1 = fts (text), 2 = fta (addresses). */
+/* Which FTS table a term lives in: 1 = fts (text, meta tokens), 2 = fta
+ * (addresses), 0 = none (a docs predicate). */
 static int
-query_field_table(enum archive_qfield f)
+query_field_table(const struct archive_qnode *n)
 {
+	enum archive_qfield f = n->field;
+	if (n->meta != NULL)
+		return 1;
 	if (f == ARCHIVE_QF_FROM || f == ARCHIVE_QF_TO || f == ARCHIVE_QF_CC)
 		return 2;
 	return query_is_fts_field(f) ? 1 : 0;
@@ -599,7 +605,7 @@ query_fts_ok(const struct archive_qnode *n)
 	int table = 0, pos = 0;
 	switch (n->kind) {
 	case ARCHIVE_Q_TERM:
-		return query_field_table(n->field);
+		return query_field_table(n);
 	case ARCHIVE_Q_OR:
 	case ARCHIVE_Q_AND:
 		for (size_t i = 0; i < n->nkids; i++) {
@@ -662,7 +668,9 @@ query_fts_and(const struct archive_qnode *n, struct buf *b)
 static void
 query_fts_expr(const struct archive_qnode *n, struct buf *b)
 {
-	if (n->kind == ARCHIVE_Q_TERM) {
+	if (n->kind == ARCHIVE_Q_TERM && n->meta != NULL) {
+		buf_append_str(b, n->meta);
+	} else if (n->kind == ARCHIVE_Q_TERM) {
 		buf_appendf(b, "%s\"", query_fts_cols(n->field));
 		for (const char *s = n->value; *s != '\0'; s++) {
 			if (*s == '"')
@@ -736,7 +744,7 @@ query_emit_term(struct qctx *c, const struct archive_qnode *n)
 		query_param_int(c, n->date);
 		break;
 	default:
-		query_emit_match(c, n, query_field_table(n->field), 0);
+		query_emit_match(c, n, query_field_table(n), 0);
 		break;
 	}
 }
@@ -836,12 +844,29 @@ query_words(const struct archive_qnode *n, struct archive_qsql *out)
 	}
 }
 
+/* Narrows [*lo, *hi) by a before:/after: term. */
+static void
+query_bound(const struct archive_qnode *n, long long *lo, long long *hi)
+{
+	if (n->kind != ARCHIVE_Q_TERM)
+		return;
+	if (n->field == ARCHIVE_QF_AFTER && n->date > *lo)
+		*lo = n->date;
+	if (n->field == ARCHIVE_QF_BEFORE && n->date < *hi)
+		*hi = n->date;
+}
+
 void
 archive_query_sql(const struct archive_qnode *root, struct archive_qsql *out)
 {
 	struct qctx c = { BUF_INIT, NULL, 0 };
 	memset(out, 0, sizeof(*out));
 	out->all = root->kind == ARCHIVE_Q_ALL;
+	out->date_lo = LLONG_MIN;
+	out->date_hi = LLONG_MAX;
+	query_bound(root, &out->date_lo, &out->date_hi);
+	for (size_t i = 0; root->kind == ARCHIVE_Q_AND && i < root->nkids; i++)
+		query_bound(root->kids[i], &out->date_lo, &out->date_hi);
 	out->match_table = query_tables[query_fts_ok(root)];
 	if (query_fts_ok(root)) {
 		struct buf m = BUF_INIT;
@@ -879,4 +904,290 @@ archive_qsql_free(struct archive_qsql *s)
 		free(s->words[i]);
 	free(s->words);
 	memset(s, 0, sizeof(*s));
+}
+
+/* ------------------------------------------------------------ meta tokens */
+
+/* Appends " zq<kind><value encoded>" unless the encoding is too long: a-y
+ * and 0-9 stay, every other byte becomes z + two hex digits (injective, and
+ * unicode61 keeps the result as one token).  lower: ASCII-lower-case first. */
+static void
+query_meta_token(struct buf *b, char kind, const char *s, size_t len, int lower)
+{
+	static const char hex[] = "0123456789abcdef";
+	struct buf e = BUF_INIT;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (lower && c >= 'A' && c <= 'Z')
+			c = (unsigned char)(c + 32);
+		if ((c >= 'a' && c <= 'y') || (c >= '0' && c <= '9')) {
+			buf_append_char(&e, (char)c);
+		} else {
+			buf_append_char(&e, 'z');
+			buf_append_char(&e, hex[c >> 4]);
+			buf_append_char(&e, hex[c & 15]);
+		}
+	}
+	if (e.len <= ARCHIVE_QUERY_META_MAX)
+		buf_appendf(b, "%szq%c%.*s", b->len > 0 ? " " : "", kind, (int)e.len,
+		    e.data != NULL ? e.data : "");
+	buf_free(&e);
+}
+
+/* Day number (days since 1970-01-01) → civil date. */
+static void
+query_civil(long long z, long long *y, unsigned *m, unsigned *d)
+{
+	z += 719468;
+	long long era = (z >= 0 ? z : z - 146096) / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	*d = doy - (153 * mp + 2) / 5 + 1;
+	*m = mp < 10 ? mp + 3 : mp - 9;
+	*y = (long long)yoe + era * 400 + (*m <= 2);
+}
+
+static long long
+query_day(long long t)
+{
+	return t / 86400 - (t % 86400 < 0);
+}
+
+char *
+archive_query_meta_text(const char *mailbox, const char *folder, long long msg_date,
+    int has_attachment)
+{
+	struct buf b = BUF_INIT;
+	if (has_attachment)
+		buf_append_str(&b, "zqa");
+	mailbox = mailbox != NULL ? mailbox : "";
+	query_meta_token(&b, 'b', mailbox, strlen(mailbox), 0);
+	folder = folder != NULL ? folder : "";
+	size_t flen = strlen(folder);
+	for (size_t i = 1; i <= flen; i++)
+		if (i == flen || folder[i] == '/')
+			query_meta_token(&b, 'f', folder, i, 1);
+	long long y;
+	unsigned m, d;
+	query_civil(query_day(msg_date), &y, &m, &d);
+	if (y >= 1 && y <= 9999)
+		buf_appendf(&b, " zqy%04lld zqm%04lld%02u zqd%04lld%02u%02u", y, y, m, y, m, d);
+	buf_append_str(&b, "");
+	return buf_steal(&b);
+}
+
+/* The MATCH expression of the days [lo, hi) as few year, month and day
+ * tokens as cover it exactly; NULL when that needs too many tokens or
+ * leaves years 1-9999. */
+static char *
+query_date_expr(long long lo, long long hi)
+{
+	struct buf b = BUF_INIT;
+	long long y, y2;
+	unsigned m, d, m2, d2;
+	if (lo >= hi)
+		return xstrdup("{meta} : \"zqnone\"");
+	query_civil(lo, &y, &m, &d);
+	query_civil(hi - 1, &y2, &m2, &d2);
+	if (y < 1 || y2 > 9999)
+		return NULL;
+	buf_append_str(&b, "{meta} : (");
+	for (long long day = lo, n = 0; day < hi; n++) {
+		if (n == ARCHIVE_QUERY_DATE_TERMS) {
+			buf_free(&b);
+			return NULL;
+		}
+		query_civil(day, &y, &m, &d);
+		long long ny = query_days_from_civil(y + 1, 1, 1);
+		long long nm = m == 12 ? ny : query_days_from_civil(y, m + 1, 1);
+		buf_append_str(&b, n > 0 ? " OR " : "");
+		if (m == 1 && d == 1 && ny <= hi) {
+			buf_appendf(&b, "\"zqy%04lld\"", y);
+			day = ny;
+		} else if (d == 1 && nm <= hi) {
+			buf_appendf(&b, "\"zqm%04lld%02u\"", y, m);
+			day = nm;
+		} else {
+			buf_appendf(&b, "\"zqd%04lld%02u%02u\"", y, m, d);
+			day++;
+		}
+	}
+	buf_append_char(&b, ')');
+	return buf_steal(&b);
+}
+
+/* "{meta} : \"zq<kind><value>\"", or NULL when the value is too long. */
+static char *
+query_meta_expr(char kind, const char *v, int lower)
+{
+	struct buf t = BUF_INIT;
+	query_meta_token(&t, kind, v, strlen(v), lower);
+	char *r = NULL;
+	if (t.len > 0) {
+		struct buf b = BUF_INIT;
+		buf_appendf(&b, "{meta} : \"%.*s\"", (int)t.len, t.data);
+		r = buf_steal(&b);
+	}
+	buf_free(&t);
+	return r;
+}
+
+/* Could a free-text term match a meta token (so it needs a column filter)? */
+static int
+query_text_guard(const struct archive_qnode *n)
+{
+	const char *s = n->value, *last = s;
+	for (const char *w = s; w != NULL && *w != '\0'; ) {
+		last = w;
+		if (strncmp(w, "zq", 2) == 0)
+			return 1;
+		w = strchr(w, ' ');
+		if (w != NULL)
+			w++;
+	}
+	return n->prefix && strcmp(last, "z") == 0;
+}
+
+static void
+query_meta_term(struct archive_qnode *n, const struct archive_qopts *o)
+{
+	long long lo = query_day(o->date_min), hi = query_day(o->date_max) + 1;
+	switch (n->field) {
+	case ARCHIVE_QF_FOLDER:
+		if (!n->prefix)
+			n->meta = query_meta_expr('f', n->value, 1);
+		break;
+	case ARCHIVE_QF_MAILBOX:
+		n->meta = query_meta_expr('b', n->value, 0);
+		break;
+	case ARCHIVE_QF_HAS:
+		n->meta = xstrdup("{meta} : \"zqa\"");
+		break;
+	case ARCHIVE_QF_BEFORE:
+		n->meta = query_date_expr(lo, n->date / 86400 < hi ? n->date / 86400 : hi);
+		break;
+	case ARCHIVE_QF_AFTER:
+		n->meta = query_date_expr(n->date / 86400 > lo ? n->date / 86400 : lo, hi);
+		break;
+	case ARCHIVE_QF_TEXT:
+		if (query_text_guard(n)) {
+			struct buf b = BUF_INIT;
+			buf_append_str(&b, "{subject body filenames} : ");
+			query_fts_expr(n, &b);       /* n->meta is NULL: the plain form */
+			n->meta = buf_steal(&b);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static int
+query_is_date(const struct archive_qnode *n)
+{
+	return n->kind == ARCHIVE_Q_TERM &&
+	    (n->field == ARCHIVE_QF_BEFORE || n->field == ARCHIVE_QF_AFTER);
+}
+
+/* An AND with several before:/after: kids: one token expression for their
+ * intersection on the first, the others dropped (a lone kid replaces the AND). */
+static void
+query_meta_dates(struct archive_qnode *n, const struct archive_qopts *o)
+{
+	long long lo = query_day(o->date_min), hi = query_day(o->date_max) + 1;
+	size_t ndates = 0, first = 0, k = 0;
+	for (size_t i = 0; i < n->nkids; i++)
+		if (query_is_date(n->kids[i]) && ndates++ == 0)
+			first = i;
+	if (ndates < 2)
+		return;
+	for (size_t i = 0; i < n->nkids; i++) {
+		long long l = LLONG_MIN, h = LLONG_MAX;
+		query_bound(n->kids[i], &l, &h);
+		if (l != LLONG_MIN && l / 86400 > lo)
+			lo = l / 86400;
+		if (h != LLONG_MAX && h / 86400 < hi)
+			hi = h / 86400;
+	}
+	char *expr = query_date_expr(lo, hi);
+	if (expr == NULL)
+		return;
+	free(n->kids[first]->meta);
+	n->kids[first]->meta = expr;
+	for (size_t i = 0; i < n->nkids; i++)
+		if (i != first && query_is_date(n->kids[i]))
+			archive_query_free(&n->kids[i]);
+		else
+			n->kids[k++] = n->kids[i];
+	n->nkids = k;
+	if (k == 1) {
+		struct archive_qnode *only = n->kids[0];
+		free(n->kids);
+		*n = *only;
+		free(only);
+	}
+}
+
+static void
+query_meta_prepare(struct archive_qnode *n, const struct archive_qopts *o)
+{
+	for (size_t i = 0; i < n->nkids; i++)
+		query_meta_prepare(n->kids[i], o);
+	if (n->kind == ARCHIVE_Q_TERM)
+		query_meta_term(n, o);
+	else if (n->kind == ARCHIVE_Q_AND)
+		query_meta_dates(n, o);
+}
+
+/* root AND (mailbox:m1 OR mailbox:m2 ...); '*' becomes the OR alone. */
+static struct archive_qnode *
+query_restrict(struct archive_qnode *root, const struct archive_qopts *o)
+{
+	struct archive_qnode **kids = NULL;
+	size_t n = 0;
+	for (size_t i = 0; i < o->nmailboxes; i++) {
+		struct archive_qnode *t = query_node(ARCHIVE_Q_TERM);
+		t->field = ARCHIVE_QF_MAILBOX;
+		t->value = xstrdup(o->mailboxes[i] != NULL ? o->mailboxes[i] : "");
+		for (char *c = t->value; *c != '\0'; c++)
+			if (*c >= 'A' && *c <= 'Z')
+				*c = (char)(*c + 32);
+		query_push(&kids, &n, t);
+	}
+	struct archive_qnode *r = query_collapse(ARCHIVE_Q_OR, kids, n);
+	if (root->kind == ARCHIVE_Q_ALL) {
+		archive_query_free(&root);
+		return r;
+	}
+	struct archive_qnode *both = query_node(ARCHIVE_Q_AND);
+	both->kids = xmalloc(2 * sizeof(*both->kids));
+	both->kids[0] = root;
+	both->kids[1] = r;
+	both->nkids = 2;
+	return both;
+}
+
+int
+archive_query_compile_opts(const char *q, const struct archive_qopts *o,
+    struct archive_qsql *out, char **err_r)
+{
+	struct archive_qnode *root;
+	memset(out, 0, sizeof(*out));
+	if (archive_query_parse(q, &root, err_r) < 0)
+		return -1;
+	long long lo = LLONG_MIN, hi = LLONG_MAX;
+	query_bound(root, &lo, &hi);
+	for (size_t i = 0; root->kind == ARCHIVE_Q_AND && i < root->nkids; i++)
+		query_bound(root->kids[i], &lo, &hi);
+	if (o != NULL && o->nmailboxes > 0)
+		root = query_restrict(root, o);
+	if (o != NULL && o->meta)
+		query_meta_prepare(root, o);
+	archive_query_sql(root, out);
+	out->date_lo = lo;              /* from before the date terms merged */
+	out->date_hi = hi;
+	archive_query_free(&root);
+	return 0;
 }

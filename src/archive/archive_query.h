@@ -45,6 +45,25 @@
  * OR the terms of each table are merged the same way; other terms become
  * predicates on the docs table; AND/OR/NOT combine them.  All values are
  * bound parameters, never pasted into the SQL.
+ *
+ * Filter tokens (archive_query_compile_opts with meta = 1, what the index
+ * uses): fts has a fourth column, meta, holding per document the tokens
+ * made by archive_query_meta_text(): zqa (has an attachment), zqb<mailbox>,
+ * zqf<folder> for the folder and each of its '/'-prefixes (lower-case),
+ * zqy<YYYY>, zqm<YYYYMM>, zqd<YYYYMMDD> (UTC), values encoded so that
+ * unicode61 keeps them as one token and distinct values give distinct
+ * tokens (a-y, 0-9 as they are, any other byte z + two hex digits).  The
+ * filters then become `{meta} : (...)` terms of the MATCH: folder:X the
+ * token of X; mailbox: (and the caller's mailbox restriction, AND-ed to the
+ * query) the mailbox token; has:attachment zqa; before:/after: an OR of the
+ * year, month and day tokens exactly covering the range clipped to the
+ * dates present in the index.  So folder/mailbox/date/has combined with
+ * words is one FTS5 MATCH, and results stay exact.  Filters that cannot be
+ * tokens stay docs predicates: folder:X* (any prefix), values longer than
+ * ARCHIVE_QUERY_META_MAX encoded bytes, date ranges needing more than
+ * ARCHIVE_QUERY_DATE_TERMS tokens or reaching outside years 1-9999.
+ * Free-text words that could be meta tokens (starting "zq", or a prefix
+ * search of "z"/"zq") are limited to {subject body filenames}.
  */
 #ifndef MAILARK_ARCHIVE_QUERY_H
 #define MAILARK_ARCHIVE_QUERY_H
@@ -54,6 +73,8 @@
 #define ARCHIVE_QUERY_MAX_LEN 1000
 #define ARCHIVE_QUERY_MAX_TERMS 64
 #define ARCHIVE_QUERY_MAX_DEPTH 16
+#define ARCHIVE_QUERY_META_MAX 200      /* longest encoded folder/mailbox token value */
+#define ARCHIVE_QUERY_DATE_TERMS 160    /* most tokens one date range may become */
 
 enum archive_qkind { ARCHIVE_Q_TERM, ARCHIVE_Q_AND, ARCHIVE_Q_OR, ARCHIVE_Q_NOT, ARCHIVE_Q_ALL };
 
@@ -71,6 +92,8 @@ struct archive_qnode {
 	                                   ASCII); folder/mailbox: the text as written */
 	int prefix;                     /* TERM: trailing '*' */
 	long long date;                 /* TERM before/after: the bound, unix seconds UTC */
+	char *meta;                     /* TERM: its FTS5 expression when it is a meta-token
+	                                   filter or a guarded word (compile_opts), else NULL */
 	struct archive_qnode **kids;    /* AND/OR: >= 2 children; NOT: 1 */
 	size_t nkids;
 };
@@ -96,6 +119,15 @@ struct archive_qsql {
 	size_t nparams;
 	char **words;                   /* positive free-text tokens, for snippets */
 	size_t nwords;
+	long long date_lo, date_hi;     /* every match has date_lo <= msg_date < date_hi
+	                                   (from top-level before:/after:; else LLONG_MIN/MAX) */
+};
+
+struct archive_qopts {
+	int meta;                       /* the index has meta tokens: fold filters into MATCH */
+	long long date_min, date_max;   /* the msg_date range present in the index (meta) */
+	const char *const *mailboxes;   /* nmailboxes > 0: AND-ed restriction (lower-case) */
+	size_t nmailboxes;
 };
 
 /* Translates a parsed query.  Cannot fail on a tree from archive_query_parse. */
@@ -103,5 +135,12 @@ void archive_query_sql(const struct archive_qnode *root, struct archive_qsql *ou
 /* Parse + translate. 0 / -1 with *err_r. */
 int archive_query_compile(const char *q, struct archive_qsql *out, char **err_r);
 void archive_qsql_free(struct archive_qsql *s);
+/* Parse + translate with options (o may be NULL: as archive_query_compile). */
+int archive_query_compile_opts(const char *q, const struct archive_qopts *o,
+    struct archive_qsql *out, char **err_r);
+
+/* The meta column text of one document (malloc'd, caller frees). */
+char *archive_query_meta_text(const char *mailbox, const char *folder, long long msg_date,
+    int has_attachment);
 
 #endif

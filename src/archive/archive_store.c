@@ -11,12 +11,28 @@
  * The data key is created only together with a new store.db: an existing
  * store.db whose key is gone (shredded) never gets a fresh key, which
  * would silently leave every old blob unreadable.
+ *
+ * Compression dictionaries (table dicts, sealed like blobs): once the
+ * tenant has AST_TRAIN_AT blobs and no dictionary, the put that crosses
+ * the threshold trains one from the newest AST_SAMPLE_MAX messages (in the
+ * ingest transaction, under its write lock, so two handles never both
+ * train); new blobs use the newest dictionary.  Loaded dictionaries are
+ * cached on the handle.  A dictionary made in a transaction that rolls back
+ * is forgotten (rollback hook), so no blob names a dictionary that is not
+ * stored.  A training failure (too little or too uniform mail) is logged
+ * and retried AST_TRAIN_AT blobs later; blobs stay format 1 meanwhile.
+ *
+ * New store.dbs use AST_PAGE_SIZE pages: a sealed message is a few kB,
+ * and 4 KiB pages hold one such record each, wasting the rest.  They have
+ * no separate index messages_hash: UNIQUE(hash, mailbox) serves lookups by
+ * hash (older files keep theirs).
  */
 #include "archive/archive_store.h"
 
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,7 +42,14 @@
 #include "lib/mem.h"
 
 #define AST_SCHEMA "1"
+#define AST_PAGE_SIZE 16384
+#define AST_TRAIN_AT 500              /* blobs before the first dictionary */
+#define AST_SAMPLE_MAX 2000           /* newest messages a dictionary learns from */
+#define AST_SAMPLE_BYTES 8192         /* bytes used of each (its headers and first text) */
+#define AST_DICT_CAPACITY (110 * 1024)
 #define AST_MAILBOX_MAX 512
+#define AST_STR2(x) #x
+#define AST_STR(x) AST_STR2(x)
 #define AST_ROW_COLS "id, hash, mailbox, folder, source, env_from, env_rcpts, queue_id, " \
 	"archived_at, msg_date, expires_at"
 
@@ -43,6 +66,11 @@ enum ast_stmt {
 	AS_ROW_DELETE,
 	AS_BLOB_DELETE,
 	AS_STATS,
+	AS_DICT_GET,
+	AS_DICT_NEWEST,
+	AS_DICT_INSERT,
+	AS_BLOB_LAST,
+	AS_SAMPLE,
 	AS_COUNT
 };
 
@@ -64,7 +92,18 @@ static const char *const ast_sql[AS_COUNT] = {
 	[AS_STATS] = "SELECT (SELECT count(*) FROM messages), "
 	    "(SELECT coalesce(max(id), 0) FROM messages), "
 	    "count(*), coalesce(sum(size), 0), coalesce(sum(length(sealed)), 0) FROM blobs",
+	[AS_DICT_GET] = "SELECT sealed FROM dicts WHERE id = ?1",
+	[AS_DICT_NEWEST] = "SELECT coalesce(max(id), 0) FROM dicts",
+	[AS_DICT_INSERT] = "INSERT INTO dicts(id, created, sealed) VALUES (?1, ?2, ?3)",
+	[AS_BLOB_LAST] = "SELECT coalesce(max(rowid), 0) FROM blobs",
+	[AS_SAMPLE] = "SELECT hash, sealed FROM blobs ORDER BY rowid DESC LIMIT ?1",
 };
+
+static const char *const ast_dicts_sql =
+	"CREATE TABLE IF NOT EXISTS dicts("
+	"  id INTEGER PRIMARY KEY,"
+	"  created INTEGER NOT NULL,"
+	"  sealed BLOB NOT NULL);";
 
 static const char *const ast_schema_sql =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -85,8 +124,11 @@ static const char *const ast_schema_sql =
 	"  msg_date INTEGER NOT NULL,"
 	"  expires_at INTEGER,"
 	"  UNIQUE(hash, mailbox));"
-	"CREATE INDEX IF NOT EXISTS messages_hash ON messages(hash);"
-	"CREATE INDEX IF NOT EXISTS messages_expires ON messages(expires_at);";
+	"CREATE INDEX IF NOT EXISTS messages_expires ON messages(expires_at);"
+	"CREATE TABLE IF NOT EXISTS dicts("
+	"  id INTEGER PRIMARY KEY,"
+	"  created INTEGER NOT NULL,"
+	"  sealed BLOB NOT NULL);";
 
 struct archive_store {
 	sqlite3 *db;
@@ -94,6 +136,13 @@ struct archive_store {
 	char *path;
 	unsigned char key[ARCHIVE_KEY_LEN];
 	sqlite3_stmt *stmt[AS_COUNT];
+	struct archive_zdict **zd;    /* loaded dictionaries (cache) */
+	size_t nzd;
+	uint32_t cur;                 /* dictionary for new blobs, 0 = none */
+	uint32_t pending;             /* made in the open transaction, 0 = none */
+	int reload;                   /* a transaction that made one rolled back */
+	long long blobs_seen;         /* blobs so far (max rowid + new ones) */
+	long long train_at;           /* next training attempt at this many blobs */
 };
 
 static void ast_err(char **err_r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -145,6 +194,312 @@ ast_in_txn(struct archive_store *s)
 	return sqlite3_get_autocommit(s->db) == 0;
 }
 
+/* ------------------------------------------------------------ dictionaries */
+
+/* Rollback hook: a dictionary made in the transaction is gone from the file. */
+static void
+ast_on_rollback(void *arg)
+{
+	struct archive_store *s = arg;
+	if (s->pending != 0)
+		s->reload = 1;
+}
+
+static struct archive_zdict *
+ast_zdict_find(struct archive_store *s, uint32_t id)
+{
+	for (size_t i = 0; i < s->nzd; i++)
+		if (archive_crypto_zdict_id(s->zd[i]) == id)
+			return s->zd[i];
+	return NULL;
+}
+
+/* Unseals the stored dictionary `id`: a new zdict, NULL with *err_r. */
+static struct archive_zdict *
+ast_zdict_read(struct archive_store *s, uint32_t id, char **err_r)
+{
+	sqlite3_stmt *st = ast_stmt(s, AS_DICT_GET);
+	sqlite3_bind_int64(st, 1, id);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		if (rc == SQLITE_DONE)
+			ast_err(err_r, "archive store of tenant '%s' has no compression dictionary "
+			    "%u", s->tenant, id);
+		else
+			ast_db_err(s, "read dictionary", err_r);
+		sqlite3_reset(st);
+		return NULL;
+	}
+	unsigned char *dict = NULL;
+	size_t dlen = 0;
+	struct archive_zdict *zd = NULL;
+	if (archive_crypto_dict_open(s->key, id, sqlite3_column_blob(st, 0),
+	    (size_t)sqlite3_column_bytes(st, 0), &dict, &dlen, err_r) == 0) {
+		zd = archive_crypto_zdict_new(id, dict, dlen, err_r);
+		archive_crypto_wipe(dict, dlen);
+		free(dict);
+	}
+	sqlite3_reset(st);
+	return zd;
+}
+
+static void
+ast_zdict_add(struct archive_store *s, struct archive_zdict *zd)
+{
+	s->zd = xrealloc(s->zd, (s->nzd + 1) * sizeof(*s->zd));
+	s->zd[s->nzd++] = zd;
+}
+
+/* The dictionary `id`, from the cache or the file: NULL with *err_r. */
+static struct archive_zdict *
+ast_zdict_get(struct archive_store *s, uint32_t id, char **err_r)
+{
+	struct archive_zdict *zd = ast_zdict_find(s, id);
+	if (zd == NULL && id == 0)
+		ast_err(err_r, "a blob names compression dictionary 0, which does not exist");
+	else if (zd == NULL && (zd = ast_zdict_read(s, id, err_r)) != NULL)
+		ast_zdict_add(s, zd);
+	return zd;
+}
+
+static void
+ast_zdict_drop(struct archive_store *s, uint32_t id)
+{
+	for (size_t i = 0; i < s->nzd; i++) {
+		if (archive_crypto_zdict_id(s->zd[i]) == id) {
+			archive_crypto_zdict_free(&s->zd[i]);
+			s->zd[i] = s->zd[--s->nzd];
+			return;
+		}
+	}
+}
+
+static long long
+ast_query_ll(struct archive_store *s, enum ast_stmt which)
+{
+	sqlite3_stmt *st = ast_stmt(s, which);
+	long long v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	sqlite3_reset(st);
+	return v;
+}
+
+/* Makes the newest stored dictionary the one for new blobs (none: 0). */
+static void
+ast_use_newest(struct archive_store *s)
+{
+	long long newest = ast_query_ll(s, AS_DICT_NEWEST);
+	char *err = NULL;
+	s->cur = 0;
+	if (newest <= 0 || newest > UINT32_MAX)
+		return;
+	if (ast_zdict_get(s, (uint32_t)newest, &err) == NULL) {
+		log_error("archive_dict_unusable", "tenant=%s id=%lld error=%s", s->tenant, newest,
+		    log_str(err));
+		free(err);
+		return;
+	}
+	s->cur = (uint32_t)newest;
+}
+
+/* Initial dictionary state of a freshly opened handle. */
+static int
+ast_dict_init(struct archive_store *s, char **err_r)
+{
+	s->blobs_seen = ast_query_ll(s, AS_BLOB_LAST);
+	if (s->blobs_seen < 0) {
+		ast_db_err(s, "count blobs", err_r);
+		return -1;
+	}
+	s->train_at = AST_TRAIN_AT;
+	ast_use_newest(s);
+	return 0;
+}
+
+/* After a rollback that undid a dictionary: forget it, use what the file has. */
+static void
+ast_dict_sync(struct archive_store *s)
+{
+	if (!s->reload)
+		return;
+	ast_zdict_drop(s, s->pending);
+	s->pending = 0;
+	s->reload = 0;
+	long long last = ast_query_ll(s, AS_BLOB_LAST);
+	if (last >= 0)
+		s->blobs_seen = last;
+	ast_use_newest(s);
+}
+
+/* Appends the start of one sampled blob's message to the samples. */
+static void
+ast_sample_one(struct archive_store *s, sqlite3_stmt *st, struct buf *b, size_t **lens,
+    size_t *n)
+{
+	const char *hash = (const char *)sqlite3_column_text(st, 0);
+	unsigned char *raw = NULL;
+	size_t len = 0;
+	char *err = NULL;
+	if (hash == NULL || archive_store_open_blob(s, hash, sqlite3_column_blob(st, 1),
+	    (size_t)sqlite3_column_bytes(st, 1), &raw, &len, &err) < 0) {
+		free(err);    /* verify reports bad blobs; a sample just skips them */
+		return;
+	}
+	size_t use = len < AST_SAMPLE_BYTES ? len : AST_SAMPLE_BYTES;
+	if (use >= 8) {
+		buf_append(b, raw, use);
+		*lens = xrealloc(*lens, (*n + 1) * sizeof(**lens));
+		(*lens)[(*n)++] = use;
+	}
+	archive_crypto_wipe(raw, len);
+	free(raw);
+}
+
+/* The newest messages' beginnings, back to back: 0, -1 with *err_r. */
+static int
+ast_sample(struct archive_store *s, struct buf *b, size_t **lens, size_t *n, char **err_r)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(s->db, ast_sql[AS_SAMPLE], -1, &st, NULL) != SQLITE_OK) {
+		ast_db_err(s, "sample blobs", err_r);
+		return -1;
+	}
+	sqlite3_bind_int(st, 1, AST_SAMPLE_MAX);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		ast_sample_one(s, st, b, lens, n);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		ast_db_err(s, "sample blobs", err_r);
+		return -1;
+	}
+	return 0;
+}
+
+/* Seals and inserts dictionary `id`: 0, -1 with *err_r. */
+static int
+ast_dict_store(struct archive_store *s, uint32_t id, const unsigned char *dict, size_t len,
+    char **err_r)
+{
+	unsigned char *sealed = NULL;
+	size_t slen = 0;
+	if (archive_crypto_dict_seal(s->key, id, dict, len, &sealed, &slen, err_r) < 0)
+		return -1;
+	sqlite3_stmt *st = ast_stmt(s, AS_DICT_INSERT);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)time(NULL));
+	sqlite3_bind_blob64(st, 3, sealed, slen, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	free(sealed);
+	if (rc != SQLITE_DONE) {
+		ast_db_err(s, "store dictionary", err_r);
+		return -1;
+	}
+	return 0;
+}
+
+/* Adds the trained dictionary as the newest: 0, -1 with *err_r. */
+static int
+ast_dict_add(struct archive_store *s, const unsigned char *dict, size_t len, char **err_r)
+{
+	long long newest = ast_query_ll(s, AS_DICT_NEWEST);
+	if (newest < 0 || newest >= UINT32_MAX) {
+		ast_db_err(s, "number the dictionary", err_r);
+		return -1;
+	}
+	uint32_t id = (uint32_t)newest + 1;
+	struct archive_zdict *zd = archive_crypto_zdict_new(id, dict, len, err_r);
+	if (zd == NULL)
+		return -1;
+	if (ast_dict_store(s, id, dict, len, err_r) < 0) {
+		archive_crypto_zdict_free(&zd);
+		return -1;
+	}
+	ast_zdict_add(s, zd);
+	s->cur = id;
+	s->pending = id;
+	return 0;
+}
+
+static double
+ast_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Trains a dictionary from the newest messages and makes it current (in a txn). */
+static int
+ast_train(struct archive_store *s, char **err_r)
+{
+	struct buf b = BUF_INIT;
+	size_t *lens = NULL, n = 0, dlen = 0;
+	unsigned char *dict = NULL;
+	double t0 = ast_now();
+	int rc = ast_sample(s, &b, &lens, &n, err_r);
+	size_t cap = b.len / 8 < AST_DICT_CAPACITY ? b.len / 8 : AST_DICT_CAPACITY;
+	if (rc == 0)
+		rc = archive_crypto_dict_train(b.data, lens, n, cap, &dict, &dlen, err_r);
+	if (rc == 0)
+		rc = ast_dict_add(s, dict, dlen, err_r);
+	if (rc == 0)
+		log_info("archive_dict_trained", "tenant=%s id=%u samples=%zu sample_bytes=%zu "
+		    "dict_bytes=%zu ms=%.0f", s->tenant, s->cur, n, b.len, dlen,
+		    (ast_now() - t0) * 1000.0);
+	archive_crypto_wipe(b.data, b.len);
+	buf_free(&b);
+	archive_crypto_wipe(dict, dlen);
+	free(dict);
+	free(lens);
+	return rc;
+}
+
+/* Before sealing a new blob: load or train the first dictionary when it is time. */
+static void
+ast_maybe_train(struct archive_store *s)
+{
+	if (s->cur != 0 || s->blobs_seen < s->train_at)
+		return;
+	ast_use_newest(s);    /* another handle may have made one */
+	if (s->cur != 0)
+		return;
+	char *err = NULL;
+	if (ast_train(s, &err) < 0) {
+		log_warn("archive_dict_not_trained", "tenant=%s blobs=%lld error=%s", s->tenant,
+		    s->blobs_seen, log_str(err));
+		free(err);
+		s->train_at = s->blobs_seen + AST_TRAIN_AT;
+	}
+}
+
+int
+archive_store_train(struct archive_store *s, char **err_r)
+{
+	int own = !ast_in_txn(s);
+	ast_dict_sync(s);
+	if (own && archive_store_begin(s, err_r) < 0)
+		return -1;
+	if (ast_train(s, err_r) < 0) {
+		if (own)
+			archive_store_rollback(s);
+		return -1;
+	}
+	return own ? archive_store_commit(s, err_r) : 0;
+}
+
+int
+archive_store_open_blob(struct archive_store *s, const char *hash, const void *sealed,
+    size_t len, unsigned char **raw_r, size_t *len_r, char **err_r)
+{
+	uint32_t id = 0;
+	struct archive_zdict *zd = NULL;
+	if (archive_crypto_hash_ok(hash) && archive_crypto_blob_dict(sealed, len, &id) == 1 &&
+	    (zd = ast_zdict_get(s, id, err_r)) == NULL)
+		return -1;
+	return archive_crypto_open_zdict(s->key, hash, zd, sealed, len, raw_r, len_r, err_r);
+}
+
 /* ------------------------------------------------------------ open/close */
 
 void
@@ -157,6 +512,9 @@ archive_store_close(struct archive_store **sp)
 		sqlite3_finalize(s->stmt[i]);
 	if (s->db != NULL)
 		sqlite3_close(s->db);
+	for (size_t i = 0; i < s->nzd; i++)
+		archive_crypto_zdict_free(&s->zd[i]);
+	free(s->zd);
 	archive_crypto_wipe(s->key, sizeof(s->key));
 	free(s->tenant);
 	free(s->path);
@@ -167,7 +525,8 @@ archive_store_close(struct archive_store **sp)
 static int
 ast_pragmas(struct archive_store *s, char **err_r)
 {
-	static const char *const pragmas =
+	/* page_size only applies to a database without tables yet (a new one). */
+	static const char *const pragmas = "PRAGMA page_size=" AST_STR(AST_PAGE_SIZE) "; "
 	    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;";
 	char *msg = NULL;
 	if (sqlite3_busy_timeout(s->db, 10000) != SQLITE_OK ||
@@ -278,6 +637,20 @@ ast_exists(const char *path, char **err_r)
 	return -1;
 }
 
+/* Adds table dicts to a store.db made before dictionaries (no-op otherwise). */
+static int
+ast_dicts_table(struct archive_store *s, char **err_r)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(s->db, ast_dicts_sql, NULL, NULL, &msg) != SQLITE_OK) {
+		ast_err(err_r, "%s: cannot create table dicts: %s", s->path,
+		    msg ? msg : sqlite3_errmsg(s->db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 ast_open_db(struct archive_store *s, int create, char **err_r)
 {
@@ -289,8 +662,10 @@ ast_open_db(struct archive_store *s, int create, char **err_r)
 	}
 	sqlite3_extended_result_codes(s->db, 1);
 	if (ast_pragmas(s, err_r) < 0 || ast_schema(s, create, err_r) < 0 ||
-	    ast_prepare_all(s, err_r) < 0)
+	    ast_dicts_table(s, err_r) < 0 || ast_prepare_all(s, err_r) < 0 ||
+	    ast_dict_init(s, err_r) < 0)
 		return -1;
+	sqlite3_rollback_hook(s->db, ast_on_rollback, s);
 	return 0;
 }
 
@@ -364,6 +739,7 @@ archive_store_commit(struct archive_store *s, char **err_r)
 		archive_store_rollback(s);
 		return -1;
 	}
+	s->pending = 0;
 	return 0;
 }
 
@@ -435,7 +811,11 @@ ast_put_blob(struct archive_store *s, const struct archive_put *p, char **err_r)
 	}
 	unsigned char *sealed = NULL;
 	size_t slen = 0;
-	if (archive_crypto_seal(s->key, p->hash, p->raw, p->len, &sealed, &slen, err_r) < 0)
+	ast_dict_sync(s);
+	ast_maybe_train(s);
+	struct archive_zdict *zd = s->cur != 0 ? ast_zdict_find(s, s->cur) : NULL;
+	if (archive_crypto_seal_zdict(s->key, p->hash, zd, p->raw, p->len, &sealed, &slen,
+	    err_r) < 0)
 		return -1;
 	sqlite3_stmt *st = ast_stmt(s, AS_BLOB_INSERT);
 	sqlite3_bind_text(st, 1, p->hash, -1, SQLITE_STATIC);
@@ -448,7 +828,10 @@ ast_put_blob(struct archive_store *s, const struct archive_put *p, char **err_r)
 		ast_db_err(s, "insert blob", err_r);
 		return -1;
 	}
-	return sqlite3_changes(s->db) > 0 ? 1 : 0;
+	if (sqlite3_changes(s->db) == 0)
+		return 0;
+	s->blobs_seen++;
+	return 1;
 }
 
 static void
@@ -563,7 +946,7 @@ archive_store_get(struct archive_store *s, const char *hash, unsigned char **raw
 	long long size = sqlite3_column_int64(st, 0);
 	const void *sealed = sqlite3_column_blob(st, 1);
 	size_t slen = (size_t)sqlite3_column_bytes(st, 1);
-	rc = archive_crypto_open(s->key, hash, sealed, slen, raw_r, len_r, err_r);
+	rc = archive_store_open_blob(s, hash, sealed, slen, raw_r, len_r, err_r);
 	sqlite3_reset(st);
 	if (rc == 0 && (long long)*len_r != size) {
 		ast_err(err_r, "blob %s holds %zu bytes, its row says %lld", hash, *len_r, size);

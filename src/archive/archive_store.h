@@ -16,6 +16,13 @@
  *   archive_store_get(s, hash, &raw, &len, &err);   // free(raw)
  *   archive_store_close(&s);
  *
+ * Blobs are compressed with a zstd dictionary trained on the tenant's own
+ * mail once it has 500 blobs (done inside the archive_store_put that
+ * crosses the threshold; the dictionary is stored sealed in table dicts).
+ * Such blobs (format 2, see archive_crypto.h) open only through the store:
+ * archive_store_get(), or archive_store_open_blob() for bytes read with SQL
+ * or archive_store_foreach_blob().
+ *
  * A struct archive_store is used by one thread at a time.  Everything
  * returned through *_r pointers is malloc'd and freed by the caller
  * (archive_row_free() for rows); error texts (*err_r) likewise.
@@ -84,6 +91,21 @@ int archive_store_has_blob(struct archive_store *s, const char *hash);
 int archive_store_get(struct archive_store *s, const char *hash, unsigned char **raw_r,
     size_t *len_r, char **err_r);
 
+/*
+ * Opens sealed bytes of blob `hash` (read by the caller, e.g. in an
+ * archive_store_foreach_blob callback), loading the dictionary it needs:
+ * 0 with *raw_r (caller frees), -1 with *err_r (as archive_crypto_open).
+ */
+int archive_store_open_blob(struct archive_store *s, const char *hash, const void *sealed,
+    size_t len, unsigned char **raw_r, size_t *len_r, char **err_r);
+/*
+ * Trains a new compression dictionary from the newest messages now and
+ * makes it the one for new blobs (also when one exists; puts do this by
+ * themselves at the threshold).  In the caller's transaction or its own.
+ * 0, -1 with *err_r (e.g. too little mail to learn from).
+ */
+int archive_store_train(struct archive_store *s, char **err_r);
+
 struct archive_row {
 	long long id;
 	char hash[65];
@@ -103,7 +125,10 @@ typedef int archive_row_cb(void *arg, const struct archive_row *r);
 int archive_store_foreach_row(struct archive_store *s, long long after_id, archive_row_cb *cb,
     void *arg, char **err_r);
 
-/* Called per blob with its sealed bytes (valid during the call).  Nonzero stops. */
+/*
+ * Called per blob with its sealed bytes (valid during the call; open them
+ * with archive_store_open_blob on the same handle).  Nonzero stops.
+ */
 typedef int archive_blob_cb(void *arg, const char *hash, size_t size, const void *sealed,
     size_t sealed_len);
 /* Every blob, in storage order: 0 (also when stopped), -1 with *err_r. */

@@ -48,10 +48,9 @@ verify_blob(void *arg, const char *hash, size_t size, const void *sealed, size_t
 	size_t len = 0;
 	char *err = NULL;
 	v->r->blobs++;
-	if (archive_crypto_open(archive_store_key(v->s), hash, sealed, sealed_len, &raw, &len,
-	    &err) < 0) {
+	if (archive_store_open_blob(v->s, hash, sealed, sealed_len, &raw, &len, &err) < 0) {
 		v->r->blobs_bad++;
-		verify_note(v, "blob", hash, err);
+		verify_note(v, "unreadable blob", hash, err);
 	} else if (len != size) {
 		v->r->blobs_bad++;
 		verify_note(v, "blob", hash, "size differs from the recorded size");

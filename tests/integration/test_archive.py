@@ -152,12 +152,15 @@ def test_kill9_while_archiving_each_message_once(mailark_daemon, smtp_primary):
     d = mailark_daemon(FAST)
     tenant(d, "acme", "acme.example")
     d.cli("route", "set", "acme.example", "smtp://127.0.0.1:%d" % p.port)
-    n = 30
-    qids = [send(d, "alice@elsewhere.example", ["bob@acme.example"],
-                 crlf(make_msg("Crashcheck %03d" % i, body=("x" * 70 + "\n") * 30)))
-            for i in range(n)]
-    d.kill9()                      # right after the last 250: archiving/delivery in flight
-    d.start()
+    n, rounds = 20, 3
+    qids = []
+    for r in range(rounds):        # kill -9 right after a batch got its 250s
+        qids += [send(d, "alice@elsewhere.example", ["bob@acme.example"],
+                      crlf(make_msg("Crashcheck %03d" % i, body=("x" * 70 + "\n") * 30)))
+                 for i in range(r * n, (r + 1) * n)]
+        d.kill9()
+        d.start()
+    n *= rounds
     p.wait_for(n, timeout=60)
     want = {"Crashcheck %03d" % i for i in range(n)}
     deadline = time.monotonic() + 30
@@ -178,7 +181,12 @@ def test_kill9_while_archiving_each_message_once(mailark_daemon, smtp_primary):
     assert not missing, "accepted but never archived: %s" % missing
     assert not dups, "archived more than once: %s" % dups
     assert len(rows) == n
-    wait_total(d, "acme", "subject:Crashcheck", n)
+    try:
+        wait_total(d, "acme", "subject:Crashcheck", n)
+    except AssertionError as e:
+        v = json.loads(d.cli("archive", "verify", "acme", "--json", check=False).stdout)
+        raise AssertionError("%s; stats %s; verify %s" % (e, arch(d, "stats", "acme"), v)) \
+            from None
     delivered = {sha(m.data) for m in p.messages}
     assert {h for _, h, _ in rows} <= delivered, "archived bytes differ from delivered ones"
 

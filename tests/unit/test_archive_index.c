@@ -18,12 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "archive/archive_index.h"
 #include "archive/archive_parse.h"
+#include "archive/archive_query.h"
 #include "archive/archive_store.h"
 
 struct fixture {
@@ -543,6 +545,299 @@ test_open_garbage(void **state)
 	rmdir(dir);
 }
 
+
+/* ------------------------------------------------ meta tokens vs. brute force */
+
+static uint64_t rng(void);
+static uint64_t rng_state;
+
+static const char *const mf_folders[] = { "Inbox", "inbox/Sub", "INBOX/sub/deep", "Sent Items",
+	"100%_off", "Zeta/zz", "Caf\xc3\xa9", "a//b", "/lead", "Inbox/", "" };
+static const char *const mf_mboxes[] = { "a@x.com", "b@x.com", "", "zz@y.org" };
+static const long long mf_dates[] = {
+	1577836799, 1577836800, 1577836801,     /* around 2020-01-01 */
+	1582934399, 1582934400, 1583020800,     /* 2020-02-28 end, 02-29, 03-01 */
+	-1, 0, -2208988801LL,                   /* 1969-12-31 23:59:59, epoch, 1899-12-31 */
+	1262304000, 1420070399, 1735689599,     /* 2010-01-01, 2014 end, 2024 end */
+};
+
+struct mf_doc {
+	const char *folder, *mailbox;
+	long long date;
+	int att, alpha;
+};
+
+/* folder:x (x without trailing '/') as the docs predicate defines it. */
+static int
+mf_folder_match(const char *folder, const char *x)
+{
+	size_t n = strlen(x);
+	while (n > 0 && x[n - 1] == '/')
+		n--;
+	return strncasecmp(folder, x, n) == 0 && (folder[n] == '\0' || folder[n] == '/');
+}
+
+static void
+mf_build(struct archive_index *ix, struct mf_doc *d, size_t n, int far)
+{
+	char *err = NULL;
+	ok(archive_index_begin(ix, &err), &err);
+	for (size_t i = 0; i < n; i++) {
+		d[i].folder = mf_folders[rng() % (sizeof(mf_folders) / sizeof(mf_folders[0]))];
+		d[i].mailbox = mf_mboxes[rng() % 4];
+		size_t nd = sizeof(mf_dates) / sizeof(mf_dates[0]);
+		d[i].date = i % 3 == 0 ? mf_dates[rng() % nd] :
+		    1262304000LL + (long long)(rng() % 473385600ULL);
+		if (far && i == 7)
+			d[i].date = 400000000000LL;     /* year > 9999: date filters fall back */
+		d[i].att = rng() % 4 == 0;
+		d[i].alpha = rng() % 2;
+		struct spec sp = { .id = (long long)i + 1, .mailbox = d[i].mailbox,
+		    .folder = d[i].folder, .date = d[i].date, .subject = "s",
+		    .body = d[i].alpha ? "alpha zqa zqfinbox" : "beta", .has_attachment = d[i].att };
+		struct archive_row row;
+		struct archive_doc doc;
+		spec_doc(&sp, &row, &doc);
+		ok(archive_index_add(ix, &row, 10, &doc, &err), &err);
+	}
+	ok(archive_index_commit(ix, (long long)n, &err), &err);
+}
+
+enum mf_kind { MF_FOLDER, MF_MBOX, MF_AFTER, MF_BEFORE, MF_RANGE, MF_HAS };
+
+static int
+mf_filter(const struct mf_doc *d, enum mf_kind k, const char *v, long long t1, long long t2)
+{
+	switch (k) {
+	case MF_FOLDER: return mf_folder_match(d->folder, v);
+	case MF_MBOX: return strcmp(d->mailbox, v) == 0;
+	case MF_AFTER: return d->date >= t1;
+	case MF_BEFORE: return d->date < t1;
+	case MF_RANGE: return d->date >= t1 && d->date < t2;
+	default: return d->att;
+	}
+}
+
+/* Runs q (ids only, all hits) and compares with the brute-force list:
+ * mode 0 filter, 1 alpha AND filter, 2 alpha AND NOT filter. */
+static void
+mf_check(struct archive_index *ix, const struct mf_doc *d, size_t n, const char *q, int mode,
+    enum mf_kind k, const char *v, long long t1, long long t2)
+{
+	struct archive_search_opts o = { .query = q, .ids_only = 1 };
+	struct archive_results res;
+	char *err = NULL;
+	if (archive_index_search(ix, &o, &res, &err) != 0)
+		fail_msg("query '%s': %s", q, err);
+	size_t want = 0;
+	unsigned char *in = calloc(n + 1, 1);
+	for (size_t i = 0; i < n; i++) {
+		int f = mf_filter(&d[i], k, v, t1, t2);
+		int m = mode == 0 ? f : mode == 1 ? d[i].alpha && f : d[i].alpha && !f;
+		want += (size_t)m;
+		in[i + 1] = (unsigned char)m;
+	}
+	if (res.total != want || res.nhits != want)
+		fail_msg("query '%s': total %zu hits %zu, want %zu", q, res.total, res.nhits, want);
+	for (size_t i = 0; i < res.nhits; i++) {
+		if (!in[res.hits[i].id])
+			fail_msg("query '%s': %lld should not match", q, res.hits[i].id);
+		if (i > 0 && (res.hits[i].date > res.hits[i - 1].date ||
+		    (res.hits[i].date == res.hits[i - 1].date && res.hits[i].id > res.hits[i - 1].id)))
+			fail_msg("query '%s': not newest first at %zu", q, i);
+	}
+	free(in);
+	/* A page (whichever plan fetches it) is the same slice of that order. */
+	struct archive_search_opts po = { .query = q, .offset = 3, .limit = 20 };
+	struct archive_results page;
+	if (archive_index_search(ix, &po, &page, &err) != 0)
+		fail_msg("query '%s': %s", q, err);
+	assert_int_equal(page.total, want);
+	size_t pn = want > 3 ? (want - 3 < 20 ? want - 3 : 20) : 0;
+	if (page.nhits != pn)
+		fail_msg("query '%s': page of %zu hits, want %zu", q, page.nhits, pn);
+	for (size_t i = 0; i < pn; i++)
+		if (page.hits[i].id != res.hits[i + 3].id)
+			fail_msg("query '%s': page hit %zu is %lld, want %lld", q, i, page.hits[i].id,
+			    res.hits[i + 3].id);
+	archive_results_free(&page);
+	archive_results_free(&res);
+}
+
+static void
+mf_run(struct archive_index *ix, const struct mf_doc *d, size_t n)
+{
+	static const char *const fq[] = { "Inbox", "inbox", "INBOX/SUB", "Inbox/", "inbox/sub/deep",
+		"Sent Items", "sent items/", "100%_off", "100", "Zeta", "zeta/zz", "Caf\xc3\xa9",
+		"caf\xc3\x89", "a", "a/", "a//b", "/lead", "lead", "Inbox/Sub/Deep/x" };
+	static const char *const days[] = { "2020-01-01", "2020-01-02", "2019-12-31", "2020-02-29",
+		"2020-03-01", "1970-01-01", "1969-12-31", "1900-01-01", "2010", "2014-06", "2024-12-31",
+		"2025", "2017-03-15" };
+	static const char *const pre[3] = { "", "alpha ", "alpha -" };
+	char q[160];
+	for (int mode = 0; mode < 3; mode++) {
+		for (size_t i = 0; i < sizeof(fq) / sizeof(fq[0]); i++) {
+			snprintf(q, sizeof(q), "%sfolder:\"%s\"", pre[mode], fq[i]);
+			mf_check(ix, d, n, q, mode, MF_FOLDER, fq[i], 0, 0);
+		}
+		for (size_t i = 0; i < 4; i++) {
+			snprintf(q, sizeof(q), "%smailbox:\"%s\"", pre[mode], mf_mboxes[i]);
+			if (mf_mboxes[i][0] != '\0')
+				mf_check(ix, d, n, q, mode, MF_MBOX, mf_mboxes[i], 0, 0);
+		}
+		snprintf(q, sizeof(q), "%shas:attachment", pre[mode]);
+		mf_check(ix, d, n, q, mode, MF_HAS, NULL, 0, 0);
+		for (size_t i = 0; i < sizeof(days) / sizeof(days[0]); i++) {
+			struct archive_qsql s;
+			char *err = NULL, dq[40];
+			snprintf(dq, sizeof(dq), "after:%s", days[i]);
+			ok(archive_query_compile(dq, &s, &err), &err);
+			long long t1 = s.params[0].i;
+			archive_qsql_free(&s);
+			snprintf(q, sizeof(q), "%safter:%s", pre[mode], days[i]);
+			mf_check(ix, d, n, q, mode, MF_AFTER, NULL, t1, 0);
+			snprintf(q, sizeof(q), "%sbefore:%s", pre[mode], days[i]);
+			mf_check(ix, d, n, q, mode, MF_BEFORE, NULL, t1, 0);
+			if (mode == 2)
+				continue;
+			for (size_t j = 0; j < sizeof(days) / sizeof(days[0]); j++) {
+				snprintf(dq, sizeof(dq), "after:%s", days[j]);
+				ok(archive_query_compile(dq, &s, &err), &err);
+				long long t2 = s.params[0].i;
+				archive_qsql_free(&s);
+				snprintf(q, sizeof(q), "%safter:%s before:%s", pre[mode], days[i], days[j]);
+				mf_check(ix, d, n, q, mode, MF_RANGE, NULL, t1, t2);
+			}
+		}
+	}
+}
+
+/* Folder, mailbox, date and attachment filters (meta tokens in FTS, or the
+ * docs predicates where tokens cannot serve) give exactly the brute-force
+ * results, alone, AND-ed with a word and negated; words that look like meta
+ * tokens never match them. */
+static void
+test_meta_filters(void **state)
+{
+	uint64_t saved = rng_state;     /* test_measure's queries stay the same */
+	for (int far = 0; far < 2; far++) {
+		char dir[] = "/tmp/mailark-test-index-XXXXXX", path[128];
+		assert_non_null(mkdtemp(dir));
+		snprintf(path, sizeof(path), "%s/index.db", dir);
+		struct archive_index *ix;
+		char *err = NULL;
+		ok(archive_index_open(path, &ix, &err), &err);
+		struct mf_doc d[300];
+		mf_build(ix, d, 300, far);
+		mf_run(ix, d, 300);
+		/* the body says "zqa zqfinbox": text, not the attachment/folder tokens */
+		size_t alpha = 0;
+		for (size_t i = 0; i < 300; i++)
+			alpha += (size_t)d[i].alpha;
+		struct archive_search_opts o = { .query = "zqa", .ids_only = 1 };
+		struct archive_results res;
+		ok(archive_index_search(ix, &o, &res, &err), &err);
+		assert_int_equal(res.total, alpha);
+		archive_results_free(&res);
+		o.query = "zqy2020 OR zqb* OR zqm*";
+		ok(archive_index_search(ix, &o, &res, &err), &err);
+		assert_int_equal(res.total, 0);
+		archive_results_free(&res);
+		archive_index_close(&ix);
+		char p[160];
+		const char *suffix[] = { "", "-wal", "-shm" };
+		for (size_t i = 0; i < 3; i++) {
+			snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
+			unlink(p);
+		}
+		rmdir(dir);
+	}
+	rng_state = saved;
+}
+
+struct pl_doc {
+	long long id, date;
+};
+
+static int
+pl_cmp(const void *a, const void *b)
+{
+	const struct pl_doc *x = a, *y = b;
+	if (x->date != y->date)
+		return x->date > y->date ? -1 : 1;
+	return x->id > y->id ? -1 : x->id < y->id;
+}
+
+/* Many matches (the page probes FTS per docs row) as well as few: the page is
+ * the newest first slice either way. */
+static void
+test_dense_page(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 12000 };
+	struct pl_doc *all = calloc(N, sizeof(*all)), *odd = calloc(N, sizeof(*odd));
+	size_t nodd = 0;
+	char *err = NULL;
+	ok(archive_index_begin(f->ix, &err), &err);
+	for (long long i = 0; i < N; i++) {
+		long long id = 100 + i;
+		long long date = 1262304000LL + (long long)(rng() % 31536000ULL) * 10;
+		struct spec sp = { .id = id, .mailbox = "m", .folder = "f", .date = date,
+		    .subject = "s", .body = i % 7 == 0 ? "common odd" : "common" };
+		struct archive_row row;
+		struct archive_doc doc;
+		spec_doc(&sp, &row, &doc);
+		ok(archive_index_add(f->ix, &row, 10, &doc, &err), &err);
+		all[i] = (struct pl_doc){ id, date };
+		if (i % 7 == 0)
+			odd[nodd++] = all[i];
+	}
+	ok(archive_index_commit(f->ix, 100 + N, &err), &err);
+	qsort(all, N, sizeof(*all), pl_cmp);
+	qsort(odd, nodd, sizeof(*odd), pl_cmp);
+	const char *qs[] = { "common", "odd common", "common after:2012 before:2013-06-10" };
+	for (size_t k = 0; k < 3; k++) {
+		struct pl_doc *want = k == 1 ? odd : all;
+		size_t nwant = k == 1 ? nodd : N;
+		if (k == 2) {
+			nwant = 0;
+			for (size_t i = 0; i < N; i++)
+				if (all[i].date >= 1325376000LL && all[i].date < 1370822400LL)
+					all[nwant++] = all[i];    /* in place: still sorted */
+		}
+		struct archive_search_opts o = { .query = qs[k], .offset = 10, .limit = 50 };
+		struct archive_results res;
+		ok(archive_index_search(f->ix, &o, &res, &err), &err);
+		assert_int_equal(res.total, nwant);
+		assert_int_equal(res.nhits, 50);
+		for (size_t i = 0; i < 50; i++)
+			if (res.hits[i].id != want[i + 10].id)
+				fail_msg("query '%s': hit %zu is %lld, want %lld", qs[k], i,
+				    res.hits[i].id, want[i + 10].id);
+		archive_results_free(&res);
+	}
+	free(all);
+	free(odd);
+}
+
+/* An index of the previous schema version is refused with a clear error
+ * (the core then sets it aside and rebuilds it from the store). */
+static void
+test_old_version(void **state)
+{
+	struct fixture *f = *state;
+	archive_index_close(&f->ix);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=1", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	char *err = NULL;
+	assert_int_equal(archive_index_open(f->path, &f->ix, &err), -1);
+	assert_null(f->ix);
+	assert_non_null(strstr(err, "index schema version 1 is outdated"));
+	free(err);
+}
+
 /* ------------------------------------------------------------- measure */
 
 static uint64_t rng_state = 88172645463325252ULL;
@@ -774,6 +1069,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_reset_and_upto, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_connection, setup, teardown),
 		cmocka_unit_test(test_open_garbage),
+		cmocka_unit_test(test_meta_filters),
+		cmocka_unit_test_setup_teardown(test_old_version, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dense_page, setup, teardown),
 		cmocka_unit_test(test_measure),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

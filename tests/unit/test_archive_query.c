@@ -381,6 +381,108 @@ test_ast(void **state)
 	archive_query_free(&root);
 }
 
+/* compile_opts with meta tokens: filters become {meta} terms of one MATCH. */
+static void
+meta_match(const struct archive_qopts *o, const char *q, const char *match)
+{
+	struct archive_qsql s;
+	char *err = NULL;
+	if (archive_query_compile_opts(q, o, &s, &err) != 0)
+		fail_msg("query '%s' refused: %s", q, err);
+	if (s.match == NULL)
+		fail_msg("query '%s': no single MATCH (where %s)", q, s.where);
+	if (strcmp(s.match, match) != 0)
+		fail_msg("query '%s': match\n  got  %s\n  want %s", q, s.match, match);
+	assert_string_equal(s.match_table, "fts");
+	archive_qsql_free(&s);
+}
+
+static void
+test_meta_tokens(void **state)
+{
+	/* 2010-01-01 .. 2024-12-31 present in the index */
+	struct archive_qopts o = { .meta = 1, .date_min = 1262304000, .date_max = 1735689599 };
+	meta_match(&o, "folder:Inbox", "{meta} : \"zqfinbox\"");
+	meta_match(&o, "folder:\"Sent Items/\"", "{meta} : \"zqfsentz20items\"");
+	meta_match(&o, "folder:Zoo/a.b", "{meta} : \"zqfz7aooz2faz2eb\"");
+	meta_match(&o, "mailbox:Bob@X.com", "{meta} : \"zqbbobz40xz2ecom\"");
+	meta_match(&o, "has:attachment", "{meta} : \"zqa\"");
+	meta_match(&o, "report folder:inbox -has:attachment",
+	    "((\"report\" AND {meta} : \"zqfinbox\") NOT {meta} : \"zqa\")");
+	/* Whole years, months and single days, exactly covering the range. */
+	meta_match(&o, "after:2019-11-29 before:2020-03-02",
+	    "{meta} : (\"zqd20191129\" OR \"zqd20191130\" OR \"zqm201912\" OR \"zqm202001\" OR "
+	    "\"zqm202002\" OR \"zqd20200301\")");
+	meta_match(&o, "after:2023-12-31",
+	    "{meta} : (\"zqd20231231\" OR \"zqy2024\")");
+	/* Several bounds in one AND: one range, the word stays. */
+	meta_match(&o, "after:2019 x before:2021 after:2020-01",
+	    "({meta} : (\"zqy2020\") AND \"x\")");
+	struct archive_qsql s;
+	char *err = NULL;
+	assert_int_equal(archive_query_compile_opts("after:2019 x before:2021 after:2020-01", &o,
+	    &s, &err), 0);
+	assert_int_equal(s.date_lo, 1577836800);
+	assert_int_equal(s.date_hi, 1609459200);
+	archive_qsql_free(&s);
+	meta_match(&o, "before:2010-01-03", "{meta} : (\"zqd20100101\" OR \"zqd20100102\")");
+	meta_match(&o, "after:2030", "{meta} : \"zqnone\"");       /* past the newest */
+	/* Words that could be meta tokens only search the text columns. */
+	meta_match(&o, "zqa", "{subject body filenames} : \"zqa\"");
+	meta_match(&o, "z*", "{subject body filenames} : \"z\" *");
+	meta_match(&o, "zq*", "{subject body filenames} : \"zq\" *");
+	meta_match(&o, "za*", "\"za\" *");
+	/* The caller's mailbox restriction is AND-ed into the MATCH. */
+	const char *const mb[] = { "A@x.com", "" };
+	o.mailboxes = mb;
+	o.nmailboxes = 2;
+	meta_match(&o, "*", "({meta} : \"zqbaz40xz2ecom\" OR {meta} : \"zqb\")");
+	meta_match(&o, "hello", "(\"hello\" AND ({meta} : \"zqbaz40xz2ecom\" OR {meta} : \"zqb\"))");
+	o.nmailboxes = 0;
+
+	/* What cannot be a token stays a docs predicate. */
+	assert_int_equal(archive_query_compile_opts("report folder:Inb*", &o, &s, &err), 0);
+	assert_null(s.match);
+	assert_string_equal(s.where, "(" IN_FTS " AND docs.folder LIKE ? ESCAPE '\\')");
+	archive_qsql_free(&s);
+	o.date_min = -62135596800LL - 86400;                       /* year 0: no tokens */
+	assert_int_equal(archive_query_compile_opts("before:2019", &o, &s, &err), 0);
+	assert_string_equal(s.where, "docs.msg_date < ?");
+	assert_int_equal(s.date_hi, 1546300800);
+	archive_qsql_free(&s);
+	o.date_min = -2208988800LL;                        /* 1900..2024: too many tokens */
+	assert_int_equal(archive_query_compile_opts("after:1900-01-02", &o, &s, &err), 0);
+	assert_string_equal(s.where, "docs.msg_date >= ?");
+	assert_int_equal(s.date_lo, -2208988800LL + 86400);
+	archive_qsql_free(&s);
+	assert_int_equal(archive_query_compile_opts("after:1900-02", &o, &s, &err), 0);
+	assert_non_null(s.match);                          /* 11 months + 124 years */
+	archive_qsql_free(&s);
+	char longf[300];
+	memset(longf, 'x', 250);
+	memcpy(longf, "folder:", 7);
+	longf[250] = '\0';
+	assert_int_equal(archive_query_compile_opts(longf, &o, &s, &err), 0);
+	assert_null(s.match);
+	archive_qsql_free(&s);
+}
+
+static void
+test_meta_text(void **state)
+{
+	char *t = archive_query_meta_text("Bob@X.com", "Inbox/Sub z", 0, 1);
+	assert_string_equal(t, "zqa zqbz42obz40z58z2ecom zqfinbox zqfinboxz2fsubz20z7a "
+	    "zqy1970 zqm197001 zqd19700101");
+	free(t);
+	t = archive_query_meta_text("", "a//b/", -1, 0);           /* 1969-12-31 23:59:59 */
+	assert_string_equal(t, "zqb zqfa zqfaz2f zqfaz2fz2fb zqfaz2fz2fbz2f "
+	    "zqy1969 zqm196912 zqd19691231");
+	free(t);
+	t = archive_query_meta_text("m", "", 400000000000LL, 0);  /* year > 9999: no date */
+	assert_string_equal(t, "zqbm");
+	free(t);
+}
+
 int
 main(void)
 {
@@ -394,6 +496,8 @@ main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_injection),
 		cmocka_unit_test(test_ast),
+		cmocka_unit_test(test_meta_tokens),
+		cmocka_unit_test(test_meta_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

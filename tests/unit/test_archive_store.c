@@ -1,7 +1,8 @@
 /*
  * Unit tests for src/archive/archive_crypto and archive_store: sealing,
  * data keys (wrap, wrong master key, shredding) and the per-tenant
- * store.db (idempotent ingest, dedup, reads, deletes, statistics), each in
+ * store.db (idempotent ingest, dedup, reads, deletes, statistics, zstd
+ * dictionaries: trained at the threshold, sealed, format 2), each in
  * a fresh temporary data directory with a master key of its own.
  *
  * MAILARK_MEASURE=1 also prints seal+put throughput over the corpus
@@ -681,6 +682,394 @@ test_store_stats(void **state)
 	assert_int_equal(st.max_id, 3);
 	assert_int_equal(st.sealed_bytes, count(s, "SELECT sum(length(sealed)) FROM blobs"));
 	assert_true(st.sealed_bytes > 2 * (2 + 24 + 16));
+	assert_int_equal(count(s, "PRAGMA page_size"), 16384);    /* new store.dbs */
+	archive_store_close(&s);
+}
+
+/* ------------------------------------------------------------- dictionaries */
+
+#define MARKER "X-Marker: zebra-quokka-7731"
+
+/* A varied synthetic message number i (deterministic), into out (NUL-terminated). */
+static void
+gen_msg(unsigned i, char *out, size_t cap)
+{
+	static const char *const words[] = { "kernel", "patch", "driver", "memory", "review",
+		"board", "clock", "register", "interrupt", "cache", "merge", "tree", "build",
+		"warning", "fix", "revert", "device", "network", "timer", "config", "module",
+		"support", "please", "thanks", "applied", "queue", "branch", "release" };
+	unsigned x = i * 2654435761u + 12345u;
+	int n = snprintf(out, cap, "From: user%u@example.org\r\nTo: list@example.org\r\n"
+	    "Subject: report %u\r\n" MARKER "\r\nMessage-ID: <%u.%u@example.org>\r\n\r\n", i % 37,
+	    i, i, x);
+	for (int w = 0; w < 80 && n > 0 && (size_t)n + 16 < cap; w++) {
+		x = x * 1103515245u + 12345u;
+		n += snprintf(out + n, cap - (size_t)n, "%s%s", words[(x >> 16) % 28],
+		    w % 12 == 11 ? ".\r\n" : " ");
+	}
+}
+
+/* Puts synthetic messages from..to-1 for mailbox '' in one transaction. */
+static void
+put_range(struct archive_store *s, unsigned from, unsigned to)
+{
+	char msg[2048], hash[65], *err = NULL;
+	ok(archive_store_begin(s, &err), &err);
+	for (unsigned i = from; i < to; i++) {
+		gen_msg(i, msg, sizeof(msg));
+		archive_crypto_sha256_hex(msg, strlen(msg), hash);
+		struct archive_put p = { .raw = msg, .len = strlen(msg), .hash = hash,
+			.source = "import", .archived_at = 1, .msg_date = 1, .expires_at = -1 };
+		ok(archive_store_put(s, &p, NULL, NULL, &err), &err);
+	}
+	ok(archive_store_commit(s, &err), &err);
+}
+
+/* The format byte and dictionary id of the stored blob of synthetic message i. */
+static char
+blob_format(struct archive_store *s, unsigned i, uint32_t *id_r)
+{
+	char msg[2048], hash[65];
+	gen_msg(i, msg, sizeof(msg));
+	archive_crypto_sha256_hex(msg, strlen(msg), hash);
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_prepare_v2(archive_store_db(s),
+	    "SELECT sealed FROM blobs WHERE hash = ?1", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	const unsigned char *b = sqlite3_column_blob(st, 0);
+	int n = sqlite3_column_bytes(st, 0);
+	assert_true(n > 6);
+	char fmt = (char)b[1];
+	*id_r = (uint32_t)b[2] << 24 | (uint32_t)b[3] << 16 | (uint32_t)b[4] << 8 | b[5];
+	assert_int_equal(archive_crypto_blob_dict(b, (size_t)n, id_r), fmt == '2' ? 1 : 0);
+	sqlite3_finalize(st);
+	return fmt;
+}
+
+/* Gets synthetic message i back and compares it. */
+static void
+get_same(struct archive_store *s, unsigned i)
+{
+	char msg[2048], hash[65], *err = NULL;
+	unsigned char *raw = NULL;
+	size_t len = 0;
+	gen_msg(i, msg, sizeof(msg));
+	archive_crypto_sha256_hex(msg, strlen(msg), hash);
+	ok(archive_store_get(s, hash, &raw, &len, &err), &err);
+	assert_int_equal(len, strlen(msg));
+	assert_memory_equal(raw, msg, len);
+	free(raw);
+}
+
+/* Trains a dictionary from synthetic messages (caller frees). */
+static unsigned char *
+train_synthetic(size_t *dlen)
+{
+	char *all = malloc(600 * 2048), *err = NULL;
+	size_t lens[600], used = 0;
+	unsigned char *dict = NULL;
+	for (unsigned i = 0; i < 600; i++) {
+		gen_msg(i, all + used, 2048);
+		lens[i] = strlen(all + used);
+		used += lens[i];
+	}
+	ok(archive_crypto_dict_train(all, lens, 600, 16384, &dict, dlen, &err), &err);
+	assert_true(*dlen > 256 && *dlen <= 16384);
+	free(all);
+	return dict;
+}
+
+static void
+test_seal_v2_roundtrip(void **state)
+{
+	struct fixture *f = *state;
+	char msg[2048], hash[65], *err = NULL;
+	size_t dlen = 0, s1 = 0, s2 = 0, blen = 0;
+	unsigned char *dict = train_synthetic(&dlen), *v1 = NULL, *v2 = NULL, *back = NULL;
+	struct archive_zdict *zd = archive_crypto_zdict_new(7, dict, dlen, &err);
+	struct archive_zdict *other = archive_crypto_zdict_new(8, dict, dlen, &err);
+	assert_non_null(zd);
+	assert_non_null(other);
+	gen_msg(9999, msg, sizeof(msg));
+	archive_crypto_sha256_hex(msg, strlen(msg), hash);
+	ok(archive_crypto_seal_zdict(f->key, hash, zd, msg, strlen(msg), &v2, &s2, &err), &err);
+	ok(archive_crypto_seal(f->key, hash, msg, strlen(msg), &v1, &s1, &err), &err);
+	assert_memory_equal(v2, "A2\0\0\0\7", 6);
+	assert_true(s2 < s1);    /* the dictionary helps */
+	uint32_t id = 0;
+	assert_int_equal(archive_crypto_blob_dict(v2, s2, &id), 1);
+	assert_int_equal(id, 7);
+	assert_int_equal(archive_crypto_blob_dict(v1, s1, &id), 0);
+	assert_int_equal(archive_crypto_blob_dict("X2", 2, &id), -1);
+	ok(archive_crypto_open_zdict(f->key, hash, zd, v2, s2, &back, &blen, &err), &err);
+	assert_int_equal(blen, strlen(msg));
+	assert_memory_equal(back, msg, blen);
+	free(back);
+	/* without its dictionary, or with another one, it does not open */
+	refused(archive_crypto_open(f->key, hash, v2, s2, &back, &blen, &err), &err,
+	    "needs compression dictionary 7");
+	refused(archive_crypto_open_zdict(f->key, hash, other, v2, s2, &back, &blen, &err), &err,
+	    "dictionary 7");
+	/* the id is authenticated: relabelled for dictionary 8, the tag fails */
+	v2[5] = 8;
+	refused(archive_crypto_open_zdict(f->key, hash, other, v2, s2, &back, &blen, &err), &err,
+	    "does not open");
+	/* format 1 still opens, with or without a dictionary at hand */
+	ok(archive_crypto_open_zdict(f->key, hash, zd, v1, s1, &back, &blen, &err), &err);
+	assert_memory_equal(back, msg, blen);
+	free(back);
+	roundtrip(f->key, msg, strlen(msg));
+	archive_crypto_zdict_free(&zd);
+	archive_crypto_zdict_free(&other);
+	assert_null(zd);
+	free(v1);
+	free(v2);
+	archive_crypto_wipe(dict, dlen);
+	free(dict);
+}
+
+static void
+test_dict_seal_open(void **state)
+{
+	struct fixture *f = *state;
+	char *err = NULL;
+	size_t dlen = 0, slen = 0, blen = 0;
+	unsigned char *dict = train_synthetic(&dlen), *sealed = NULL, *back = NULL;
+	ok(archive_crypto_dict_seal(f->key, 3, dict, dlen, &sealed, &slen, &err), &err);
+	assert_memory_equal(sealed, "D1", 2);
+	assert_null(memmem(sealed, slen, "zebra-quokka", 12));
+	ok(archive_crypto_dict_open(f->key, 3, sealed, slen, &back, &blen, &err), &err);
+	assert_int_equal(blen, dlen);
+	assert_memory_equal(back, dict, dlen);
+	free(back);
+	refused(archive_crypto_dict_open(f->key, 4, sealed, slen, &back, &blen, &err), &err,
+	    "does not open");
+	sealed[slen - 1] ^= 1;
+	refused(archive_crypto_dict_open(f->key, 3, sealed, slen, &back, &blen, &err), &err,
+	    "does not open");
+	refused(archive_crypto_dict_open(f->key, 3, "A1", 2, &back, &blen, &err), &err,
+	    "not a sealed dictionary");
+	refused(archive_crypto_dict_train("abc", (size_t[]){ 3 }, 1, 16384, &back, &blen, &err),
+	    &err, "cannot train");
+	free(sealed);
+	free(dict);
+}
+
+static void
+test_store_dict_threshold(void **state)
+{
+	struct fixture *f = *state;
+	struct archive_store *s = open_store(f, "acme");
+	uint32_t id = 0;
+	char *err = NULL;
+	put_range(s, 0, 500);
+	assert_int_equal(count(s, "SELECT count(*) FROM dicts"), 0);
+	assert_int_equal(blob_format(s, 499, &id), '1');
+	put_range(s, 500, 510);    /* the 501st blob trains the dictionary first */
+	assert_int_equal(count(s, "SELECT count(*) FROM dicts"), 1);
+	assert_int_equal(blob_format(s, 500, &id), '2');
+	assert_int_equal(id, 1);
+	assert_int_equal(blob_format(s, 509, &id), '2');
+	assert_int_equal(count(s, "SELECT count(*) FROM blobs WHERE substr(sealed, 1, 2) = "
+	    "CAST('A2' AS BLOB)"), 10);
+	get_same(s, 0);
+	get_same(s, 505);
+	/* stats: blobs only, the dictionary is not counted */
+	struct archive_store_stats st;
+	ok(archive_store_stats(s, &st, &err), &err);
+	assert_int_equal(st.messages, 510);
+	assert_int_equal(st.blobs, 510);
+	assert_int_equal(st.max_id, 510);
+	assert_int_equal(st.raw_bytes, count(s, "SELECT sum(size) FROM blobs"));
+	assert_int_equal(st.sealed_bytes, count(s, "SELECT sum(length(sealed)) FROM blobs"));
+	archive_store_close(&s);
+	/* a new handle loads the dictionary when it needs it */
+	ok(archive_store_open(f->dir, "acme", 0, &s, &err), &err);
+	get_same(s, 507);
+	put_range(s, 510, 511);
+	assert_int_equal(blob_format(s, 510, &id), '2');
+	assert_int_equal(count(s, "SELECT count(*) FROM dicts"), 1);
+	archive_store_close(&s);
+}
+
+/* Counts blobs that archive_store_open_blob opens (as verify does). */
+static int
+open_blob_cb(void *arg, const char *hash, size_t size, const void *sealed, size_t len)
+{
+	struct archive_store *s = ((void **)arg)[0];
+	size_t *n = ((void **)arg)[1];
+	unsigned char *raw = NULL;
+	size_t rlen = 0;
+	char *err = NULL;
+	if (archive_store_open_blob(s, hash, sealed, len, &raw, &rlen, &err) == 0 && rlen == size)
+		(*n)++;
+	free(raw);
+	free(err);
+	return 0;
+}
+
+static void
+test_store_open_blob_verify(void **state)
+{
+	struct fixture *f = *state;
+	struct archive_store *s = open_store(f, "acme");
+	char *err = NULL;
+	put_range(s, 0, 520);
+	archive_store_close(&s);
+	ok(archive_store_open(f->dir, "acme", 0, &s, &err), &err);    /* as verify does */
+	size_t n = 0;
+	void *arg[2] = { s, &n };
+	ok(archive_store_foreach_blob(s, open_blob_cb, arg, &err), &err);
+	assert_int_equal(n, 520);
+	archive_store_close(&s);
+}
+
+/* Does the file hold these bytes? */
+static int
+file_has(const char *path, const void *needle, size_t len)
+{
+	char *data = NULL;
+	size_t n = 0;
+	if (sys_read_file(path, 256u << 20, &data, &n) < 0)
+		return 0;
+	int found = memmem(data, n, needle, len) != NULL;
+	free(data);
+	return found;
+}
+
+static void
+test_store_dict_sealed(void **state)
+{
+	struct fixture *f = *state;
+	struct archive_store *s = open_store(f, "acme");
+	char *err = NULL, path[160];
+	unsigned char *dict = NULL;
+	size_t dlen = 0;
+	put_range(s, 0, 600);
+	assert_int_equal(count(s, "SELECT count(*) FROM dicts"), 1);
+	/* the dictionary holds plaintext mail... */
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_prepare_v2(archive_store_db(s),
+	    "SELECT id, sealed FROM dicts", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	ok(archive_crypto_dict_open(archive_store_key(s), (uint32_t)sqlite3_column_int64(st, 0),
+	    sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), &dict, &dlen, &err),
+	    &err);
+	sqlite3_finalize(st);
+	assert_non_null(memmem(dict, dlen, "zebra-quokka", 12));
+	/* ...which the file does not */
+	assert_int_equal(sqlite3_exec(archive_store_db(s), "PRAGMA wal_checkpoint(TRUNCATE)",
+	    NULL, NULL, NULL), SQLITE_OK);
+	snprintf(path, sizeof(path), "%s/archive/acme/store.db", f->dir);
+	assert_false(file_has(path, "zebra-quokka", 12));
+	assert_false(file_has(path, dict + dlen / 2, 32));
+	assert_true(file_has(path, "CREATE TABLE dicts", 18));    /* the search works */
+	free(dict);
+	archive_store_close(&s);
+}
+
+/* Overwrites n bytes at `at` of the sealed value the first `select` row names. */
+static void
+patch_sealed(sqlite3 *db, const char *select, const char *update, const char *key,
+    size_t at, const void *bytes, size_t n)
+{
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_prepare_v2(db, select, -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	size_t len = (size_t)sqlite3_column_bytes(st, 0);
+	assert_true(at + n <= len);
+	unsigned char *b = malloc(len);
+	memcpy(b, sqlite3_column_blob(st, 0), len);
+	sqlite3_finalize(st);
+	memcpy(b + at, bytes, n);
+	assert_int_equal(sqlite3_prepare_v2(db, update, -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, b, (int)len, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	assert_int_equal(sqlite3_changes(db), 1);
+	sqlite3_finalize(st);
+	free(b);
+}
+
+/* Rewrites the dictionary id in the header of synthetic message i's blob. */
+static void
+relabel_blob(struct archive_store *s, unsigned i, uint32_t id)
+{
+	char msg[2048], hash[65];
+	gen_msg(i, msg, sizeof(msg));
+	archive_crypto_sha256_hex(msg, strlen(msg), hash);
+	unsigned char be[4] = { (unsigned char)(id >> 24), (unsigned char)(id >> 16),
+		(unsigned char)(id >> 8), (unsigned char)id };
+	patch_sealed(archive_store_db(s), "SELECT sealed FROM blobs WHERE hash = ?1",
+	    "UPDATE blobs SET sealed = ?2 WHERE hash = ?1", hash, 2, be, 4);
+}
+
+static void
+test_store_dict_tampered(void **state)
+{
+	struct fixture *f = *state;
+	struct archive_store *s = open_store(f, "acme");
+	char msg[2048], hash[65], *err = NULL;
+	unsigned char *raw = NULL;
+	size_t len = 0;
+	uint32_t id = 0;
+	put_range(s, 0, 501);
+	ok(archive_store_train(s, &err), &err);    /* a second dictionary, now the newest */
+	assert_int_equal(count(s, "SELECT max(id) FROM dicts"), 2);
+	put_range(s, 501, 503);
+	assert_int_equal(blob_format(s, 500, &id), '2');
+	assert_int_equal(id, 1);
+	assert_int_equal(blob_format(s, 501, &id), '2');
+	assert_int_equal(id, 2);
+	get_same(s, 500);
+	get_same(s, 501);
+	gen_msg(501, msg, sizeof(msg));
+	archive_crypto_sha256_hex(msg, strlen(msg), hash);
+	relabel_blob(s, 501, 1);    /* an existing dictionary: the tag fails */
+	refused(archive_store_get(s, hash, &raw, &len, &err), &err, "does not open");
+	relabel_blob(s, 501, 99);   /* no such dictionary */
+	refused(archive_store_get(s, hash, &raw, &len, &err), &err, "no compression dictionary 99");
+	relabel_blob(s, 501, 0);
+	refused(archive_store_get(s, hash, &raw, &len, &err), &err, "dictionary 0");
+	relabel_blob(s, 501, 2);
+	get_same(s, 501);
+	/* a tampered dictionary does not load in a fresh handle */
+	patch_sealed(archive_store_db(s), "SELECT sealed FROM dicts WHERE id = CAST(?1 AS INTEGER)",
+	    "UPDATE dicts SET sealed = ?2 WHERE id = CAST(?1 AS INTEGER)", "2", 40, "\x5a", 1);
+	archive_store_close(&s);
+	ok(archive_store_open(f->dir, "acme", 0, &s, &err), &err);
+	refused(archive_store_get(s, hash, &raw, &len, &err), &err, "dictionary 2 does not open");
+	get_same(s, 500);
+	archive_store_close(&s);
+}
+
+static void
+test_store_dict_rollback(void **state)
+{
+	struct fixture *f = *state;
+	struct archive_store *s = open_store(f, "acme");
+	char msg[2048], hash[65], *err = NULL;
+	uint32_t id = 0;
+	put_range(s, 0, 500);
+	/* the put that trains is rolled back: the dictionary must not be used later */
+	gen_msg(500, msg, sizeof(msg));
+	archive_crypto_sha256_hex(msg, strlen(msg), hash);
+	struct archive_put p = { .raw = msg, .len = strlen(msg), .hash = hash, .source = "import",
+		.archived_at = 1, .msg_date = 1, .expires_at = -1 };
+	ok(archive_store_begin(s, &err), &err);
+	ok(archive_store_put(s, &p, NULL, NULL, &err), &err);
+	assert_int_equal(count(s, "SELECT count(*) FROM dicts"), 1);
+	archive_store_rollback(s);
+	assert_int_equal(count(s, "SELECT count(*) FROM dicts"), 0);
+	put_range(s, 501, 502);    /* trains again */
+	assert_int_equal(count(s, "SELECT count(*) FROM dicts"), 1);
+	assert_int_equal(blob_format(s, 501, &id), '2');
+	assert_int_equal(id, 1);
+	archive_store_close(&s);
+	ok(archive_store_open(f->dir, "acme", 0, &s, &err), &err);
+	get_same(s, 501);
 	archive_store_close(&s);
 }
 
@@ -783,10 +1172,63 @@ measure_put(struct fixture *f, const struct corpus *c, const char *tenant, size_
 	double dt = now_s() - t0;
 	struct archive_store_stats st;
 	ok(archive_store_stats(s, &st, &err), &err);
+	assert_int_equal(sqlite3_exec(archive_store_db(s), "PRAGMA wal_checkpoint(TRUNCATE)", NULL,
+	    NULL, NULL), SQLITE_OK);
+	char path[256];
+	struct stat sb;
+	snprintf(path, sizeof(path), "%s/archive/%s/store.db", f->dir, tenant);
+	assert_int_equal(stat(path, &sb), 0);
 	printf("MEASURE sha256+seal+put, commit every %zu: %zu msgs %.1f MB in %.2f s = "
-	    "%.1f MB/s, %.0f msgs/s; sealed/raw = %.1f%%\n", batch, c->n, c->bytes / 1e6, dt,
-	    c->bytes / 1e6 / dt, c->n / dt, 100.0 * (double)st.sealed_bytes / (double)st.raw_bytes);
+	    "%.1f MB/s, %.0f msgs/s; sealed/raw = %.1f%%, store.db/raw = %.1f%%\n", batch, c->n,
+	    c->bytes / 1e6, dt, c->bytes / 1e6 / dt, c->n / dt,
+	    100.0 * (double)st.sealed_bytes / (double)st.raw_bytes,
+	    100.0 * (double)sb.st_size / (double)c->bytes);
 	archive_store_close(&s);
+}
+
+/* Times training a dictionary from the newest (up to 2000) messages of a store. */
+static void
+measure_train(struct fixture *f, const char *tenant)
+{
+	struct archive_store *s = open_store(f, tenant);
+	char *err = NULL;
+	double t0 = now_s();
+	ok(archive_store_train(s, &err), &err);
+	printf("MEASURE archive_store_train: %.2f s\n", now_s() - t0);
+	archive_store_close(&s);
+}
+
+/* Seal throughput and ratio with a dictionary trained on the first 500 messages. */
+static void
+measure_seal_dict(struct fixture *f, const struct corpus *c)
+{
+	char *err = NULL, hash[65], *all = malloc(c->bytes);
+	size_t *lens = calloc(c->n, sizeof(*lens)), n = 0, used = 0, dlen = 0, total = 0;
+	unsigned char *dict = NULL;
+	for (; n < c->n && n < 500; n++) {
+		lens[n] = c->len[n] < 8192 ? c->len[n] : 8192;
+		memcpy(all + used, c->data[n], lens[n]);
+		used += lens[n];
+	}
+	ok(archive_crypto_dict_train(all, lens, n, 110 * 1024, &dict, &dlen, &err), &err);
+	struct archive_zdict *zd = archive_crypto_zdict_new(1, dict, dlen, &err);
+	double t0 = now_s();
+	for (size_t i = 0; i < c->n; i++) {
+		unsigned char *sealed = NULL;
+		size_t slen = 0;
+		archive_crypto_sha256_hex(c->data[i], c->len[i], hash);
+		ok(archive_crypto_seal_zdict(f->key, hash, zd, c->data[i], c->len[i], &sealed,
+		    &slen, &err), &err);
+		total += slen;
+		free(sealed);
+	}
+	double dt = now_s() - t0;
+	printf("MEASURE sha256+seal with dictionary: %.1f MB/s, %.0f msgs/s, sealed/raw = "
+	    "%.1f%%\n", c->bytes / 1e6 / dt, c->n / dt, 100.0 * (double)total / (double)c->bytes);
+	archive_crypto_zdict_free(&zd);
+	free(dict);
+	free(lens);
+	free(all);
 }
 
 static void
@@ -805,6 +1247,7 @@ measure_seal(struct fixture *f, const struct corpus *c)
 	double dt = now_s() - t0;
 	printf("MEASURE sha256+seal only: %.1f MB/s, %.0f msgs/s\n", c->bytes / 1e6 / dt,
 	    c->n / dt);
+	measure_seal_dict(f, c);
 }
 
 static void
@@ -816,6 +1259,7 @@ test_measure_corpus(void **state)
 	struct corpus c;
 	if (m == NULL || strcmp(m, "1") != 0)
 		skip();
+	log_configure(LOGL_INFO, LOGF_TEXT);    /* shows archive_dict_trained with its time */
 	snprintf(dir, sizeof(dir), "%s/mbox/linux-mips-2019-09to11-maildir/new", corpus_dir());
 	corpus_load(&c, dir);
 	if (c.n == 0)
@@ -823,6 +1267,7 @@ test_measure_corpus(void **state)
 	measure_seal(f, &c);
 	measure_put(f, &c, "one", 1);
 	measure_put(f, &c, "batch", 100);
+	measure_train(f, "batch");
 	for (size_t i = 0; i < c.n; i++)
 		free(c.data[i]);
 	free(c.data);
@@ -853,6 +1298,13 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_store_foreach, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_delete_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_stats, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seal_v2_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dict_seal_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_dict_threshold, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_open_blob_verify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_dict_sealed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_dict_tampered, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_dict_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_corpus_compresses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_measure_corpus, setup, teardown),
 	};
