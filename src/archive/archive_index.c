@@ -3,22 +3,22 @@
  *
  * Fixed statements are prepared at open; the search statements, whose text
  * depends on the query's shape, live in a small per-handle cache keyed by
- * their SQL.  A search counts first, then fetches one page ordered by
- * msg_date DESC, id DESC.  When the whole query is one FTS5 MATCH (the
- * common case) the count reads only the FTS index, and the page is fetched
- * in one of two ways depending on how many documents match:
- *   - few: walk the FTS matches, join docs, sort the (small) result;
- *   - many: walk docs newest first and probe FTS for each row
- *     (EXISTS ... rowid = docs.id), stopping after one page; the expected
- *     number of probes is page_end * ndocs / total.
+ * their SQL.  The query (with the caller's mailbox restriction and the
+ * filters as meta tokens) is usually one FTS5 MATCH; then its matching ids
+ * are read once (the total) and the page, ordered msg_date DESC, id DESC,
+ * is fetched the cheapest of three ways (ix_page_sql's cost estimate):
+ *   - probe: walk docs newest first, running the MATCH for each row, when
+ *     matches are dense (a page needs few rows);
+ *   - walk: walk docs newest first (within the query's date bounds) testing
+ *     membership in the collected ids;
+ *   - join: join the (few) matches with docs and sort.
+ * Other queries count and page with SQL over docs.
  * Free text lives in table fts, addresses in fta (see archive_index.h).
  *
- * Measured at 1M synthetic documents (test_archive_index, MAILARK_MEASURE=1):
- * single words, word combinations, rare phrases, from:, "*" and mailbox
- * restrictions stay well under 100 ms; a word combined with a date range,
- * a broad folder or a mailbox restriction costs one docs lookup per FTS
- * match (hundreds of ms when the word is common): the next step would be
- * month/folder/mailbox tokens in FTS so that those become FTS merges.
+ * Measured with test_archive_index MAILARK_MEASURE=1 (synthetic documents of
+ * 200 Zipf words): see the figures in the commit / bench notes; at 1M
+ * documents every shape but prefix searches of very short stems and phrases
+ * of two top-20 words stays well under 100 ms p95.
  */
 #include "archive/archive_index.h"
 

@@ -9,18 +9,25 @@
  *   archive_index_close(&ix);
  *
  * index.db can be deleted at any time and rebuilt from store.db.  Schema
- * (PRAGMA user_version 1):
+ * (PRAGMA user_version 2; an index of another version is refused by
+ * archive_index_open, and the core sets it aside and rebuilds it):
  *
  *   meta(key PRIMARY KEY, value)           'indexed_upto' = highest messages.id indexed
  *   docs(id INTEGER PRIMARY KEY            = store messages.id
  *        hash, mailbox, folder COLLATE NOCASE, msg_date, size, from_addr, subject,
- *        has_attachment, preview          first 160 characters of the body text
+ *        has_attachment, preview          first 120 characters of the body text
  *        env_from, env_rcpts)             the row's envelope, kept because deleting
  *                                          from the contentless FTS table needs it
- *   indexes docs(msg_date), docs(mailbox, msg_date), docs(folder)
- *   fts USING fts5(subject, body, filenames, content='',
+ *   index docs(msg_date)
+ *   fts USING fts5(subject, body, filenames, meta, content='', columnsize=0,
  *                  tokenize='unicode61 remove_diacritics 2')   rowid = docs.id
- *   fta USING fts5(sender, recipients, cc, content='', same tokenizer)  rowid = docs.id
+ *   fta USING fts5(sender, recipients, cc, content='', columnsize=0, same tokenizer)
+ *
+ * meta holds filter tokens (archive_query_meta_text(): mailbox, folder and
+ * each parent folder, year, month and day, has-attachment) so that folder:,
+ * mailbox:, before:/after:, has: and the mailbox restriction join the words
+ * in one FTS5 MATCH (see archive_query.h).  columnsize=0: no BM25 (results
+ * are ordered by date).
  *
  * Two FTS tables (refining the contract's one): free text searches every
  * column of fts without a column filter, which FTS5 answers 3-4 times

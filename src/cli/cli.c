@@ -160,7 +160,12 @@ static const struct cli_sub cli_subs[] = {
 	{ "archive", "retention", "archive.retention.show", { "tenant" }, 1,
 	  "show|set|add|remove|lock TENANT ...",
 	  "Retention policy: a default period and rules by folder, address, domain or\n"
-	  "keyword (the longest matching period wins).  See `mailark archive --help`." },
+	  "keyword (the longest matching period wins; periods like 90d, 7y, forever):\n"
+	  "  retention show TENANT\n"
+	  "  retention set TENANT --default 10y\n"
+	  "  retention add TENANT (--folder F | --address A | --domain D | --keyword K) --keep 7y\n"
+	  "  retention remove TENANT RULE_ID\n"
+	  "  retention lock TENANT --yes          (for ever: nothing can shorten it again)" },
 	{ "archive", "settings", "archive.settings.set", { "tenant", "key", "value" }, 3,
 	  "TENANT four_eyes|four_eyes_export on|off",
 	  "Four eyes: shortening retention, releasing holds, deleting cases (and, with\n"
@@ -169,7 +174,11 @@ static const struct cli_sub cli_subs[] = {
 	  "add|list|close|delete TENANT [NAME]", "E-discovery cases that group legal holds." },
 	{ "archive", "hold", "archive.hold.add", { "tenant" }, 1,
 	  "add|list|release TENANT [NAME] ...",
-	  "Legal holds by mailbox, query and date range: held mail is never purged." },
+	  "Legal holds by mailbox, query and date range: held mail is never purged.\n"
+	  "  hold add TENANT NAME [--case C] [--mailbox A] [--query Q] [--from YYYY-MM-DD]\n"
+	  "           [--to YYYY-MM-DD]      (from inclusive, to exclusive)\n"
+	  "  hold list TENANT\n"
+	  "  hold release TENANT NAME        (four eyes: a second admin approves)" },
 	{ "archive", "approval", "archive.approval.list", { "tenant" }, 1,
 	  "list|approve|reject TENANT [ID]", "Changes waiting for a second admin." },
 	/* directory: handled by directory_cli_run (options, stdin password, waits for jobs) */
