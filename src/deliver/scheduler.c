@@ -964,6 +964,8 @@ arch_feed_unref(struct arch_feed *f)
 /* One entry being archived on a worker thread; everything it needs is copied. */
 struct arch_job {
 	struct arch_feed *feed;
+	struct queue *queue;          /* both outlive the worker pool */
+	struct archive *archive;
 	char id[ID_LEN + 1];
 	char *tenant;
 	int fd;
@@ -1035,6 +1037,8 @@ arch_job_new(struct scheduler *s, struct queue_entry *e)
 	struct store_domain *doms = NULL;
 	size_t nd = 0;
 	j->fd = -1;
+	j->queue = s->srv->queue;
+	j->archive = s->srv->archive;
 	j->feed = s->feed;
 	s->feed->refs++;
 	memcpy(j->id, e->env.id, sizeof(j->id));
@@ -1056,11 +1060,12 @@ static void
 arch_job_work(void *arg)
 {
 	struct arch_job *j = arg;
-	struct server *srv = j->feed->s != NULL ? j->feed->s->srv : NULL;
 	unsigned char *raw = j->size > 0 ? malloc(j->size) : NULL;
 	j->rc = -1;
-	if (srv == NULL || raw == NULL) {
-		j->err = xstrdup(raw == NULL ? "out of memory" : "stopping");
+	/* Opened here, not at submit: a restart may queue thousands of these. */
+	j->fd = queue_open_body(j->queue, j->id);
+	if (raw == NULL || j->fd < 0) {
+		j->err = xstrdup(raw == NULL ? "out of memory" : strerror(errno));
 		free(raw);
 		return;
 	}
@@ -1080,7 +1085,7 @@ arch_job_work(void *arg)
 		.env_rcpts = j->env_rcpts, .queue_id = j->id, .unwrap_journal = 1,
 		.domains = (const char *const *)j->domains, .ndomains = j->ndomains,
 	};
-	j->rc = archive_ingest(srv->archive, j->tenant, &it, &j->res, &j->err);
+	j->rc = archive_ingest(j->archive, j->tenant, &it, &j->res, &j->err);
 	free(raw);
 }
 
@@ -1136,19 +1141,6 @@ sched_archive_entry(struct sentry *se)
 		return;
 	}
 	struct arch_job *j = arch_job_new(s, e);
-	j->fd = queue_entry_open_body(s->srv->queue, e);
-	if (j->fd < 0) {
-		log_error("archive_failed", "id=%s tenant=%s error=%s retry=%d", e->env.id,
-		    e->env.tenant, log_str(strerror(errno)), SCHED_ARCHIVE_RETRY);
-		arch_feed_unref(j->feed);
-		arch_job_free(j);
-		struct timeval tv = { SCHED_ARCHIVE_RETRY, 0 };
-		if (se->arch_timer == NULL)
-			se->arch_timer = evtimer_new(s->srv->base, sched_archive_retry, se);
-		if (se->arch_timer != NULL)
-			evtimer_add(se->arch_timer, &tv);
-		return;
-	}
 	se->arch_running = 1;
 	worker_submit(s->srv->workers, arch_job_work, arch_job_done, j);
 }

@@ -952,7 +952,13 @@ queue_entry_find(struct queue *q, const char *id)
 int
 queue_entry_open_body(struct queue *q, const struct queue_entry *e)
 {
-	return openat(q->msg_fd, e->env.id, O_RDONLY | O_CLOEXEC);
+	return queue_open_body(q, e->env.id);
+}
+
+int
+queue_open_body(struct queue *q, const char *id)
+{
+	return openat(q->msg_fd, id, O_RDONLY | O_CLOEXEC);
 }
 
 int

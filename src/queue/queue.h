@@ -117,6 +117,8 @@ void queue_inject(struct queue *q, const struct queue_envelope *env, const void 
 struct queue_entry *queue_entry_find(struct queue *q, const char *id);
 /* Opens the message bytes read-only: fd positioned at 0, length = body_size. */
 int queue_entry_open_body(struct queue *q, const struct queue_entry *e);
+/* The same by queue ID; safe on any thread while the queue is open (-1 + errno). */
+int queue_open_body(struct queue *q, const char *id);
 /*
  * Records recipient outcomes durably (fsynced by the commit thread, in a
  * batch with the other commits and records waiting), then calls cb.
