@@ -575,9 +575,17 @@ job_record(struct job *j)
 		job_finish(j);
 		return;
 	}
-	/* Outcomes that finish the entry need no fsync: it is removed right after. */
-	queue_entry_settle(j->s->srv->queue, j->se->e, j->final_idx, j->final_states,
-	    j->final_replies, j->nfinal, job_recorded, j);
+	/*
+	 * Outcomes that finish the entry need no fsync when it is removed right
+	 * after; while its archive copy is still pending it stays, so they are
+	 * recorded durably (else a crash would deliver it again).
+	 */
+	if (!j->se->archived)
+		queue_entry_record(j->s->srv->queue, j->se->e, j->final_idx, j->final_states,
+		    j->final_replies, j->nfinal, job_recorded, j);
+	else
+		queue_entry_settle(j->s->srv->queue, j->se->e, j->final_idx, j->final_states,
+		    j->final_replies, j->nfinal, job_recorded, j);
 }
 
 /* The first bytes of the original for the DSN (enough to tell when it is too big). */
@@ -1165,6 +1173,10 @@ sched_on_ready(void *arg, struct queue_entry *e)
 	se->timer = evtimer_new(s->srv->base, sentry_timer_cb, se);
 	e->sched_data = se;
 	sched_archive_entry(se);
+	if (queue_entry_finished(e)) {         /* delivered before a restart: archive, remove */
+		sentry_remove_entry(se);
+		return;
+	}
 	if (e->held)
 		return;
 	time_t now = sched_now();

@@ -393,9 +393,17 @@ queue_load_one(struct queue *q, const char *name)
 	}
 	queue_load_state(q, qe);
 	queue_link(q, qe);
+	/*
+	 * Finished before the crash: removed now — unless the archive may not
+	 * have its copy yet; then the scheduler archives it (idempotent) and
+	 * removes it.
+	 */
 	if (queue_entry_finished(&qe->e)) {
-		log_info("queue_finished_at_start", "id=%s", qe->e.env.id);
-		queue_entry_remove(q, &qe->e);
+		int archive = q->srv->archive != NULL && q->srv->cfg->archive_enabled;
+		log_info("queue_finished_at_start", "id=%s action=%s", qe->e.env.id,
+		    archive ? "archive" : "remove");
+		if (!archive)
+			queue_entry_remove(q, &qe->e);
 	}
 }
 
