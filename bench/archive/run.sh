@@ -53,7 +53,7 @@ echo "== corpus: $N messages$([[ $BIG = 1 ]] && echo ' of ~100 kB')"
 big_flag=()
 [[ "$BIG" = 1 ]] && big_flag=(--big)
 $PY bench/archive/mkcorpus.py "$N" "$tmp/maildir" "${big_flag[@]}"
-raw_bytes=$(find "$tmp/maildir" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
+raw_bytes=$(find "$tmp/maildir" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f\n", s}')
 raw_disk=$(du -sk "$tmp/maildir" | cut -f1)
 sync
 
