@@ -236,9 +236,8 @@ archive_tenant_archive(const struct archive_tenant *t)
 	return t->a;
 }
 
-/* Does the tenant have an archive on disk?  1 / 0. */
 int
-archive_tenant_exists(const struct archive *a, const char *tenant)
+archive_tenant_has(const struct archive *a, const char *tenant)
 {
 	if (!archive_tenant_name_ok(tenant))
 		return 0;
@@ -250,16 +249,10 @@ archive_tenant_exists(const struct archive *a, const char *tenant)
 }
 
 int
-archive_tenant_has(const struct archive *a, const char *tenant)
-{
-	return archive_tenant_exists(a, tenant);
-}
-
-int
 archive_tenant_reader(struct archive *a, const char *tenant, struct archive_index **ix_r,
     char **err_r)
 {
-	if (!archive_tenant_exists(a, tenant)) {
+	if (!archive_tenant_has(a, tenant)) {
 		archive_err(err_r, "tenant '%s' has no archive", tenant ? tenant : "");
 		return -1;
 	}
@@ -695,7 +688,7 @@ archive_get(struct archive *a, const char *tenant, long long id, struct archive_
     unsigned char **raw_r, size_t *len_r, char **err_r)
 {
 	struct archive_tenant *t;
-	if (!archive_tenant_exists(a, tenant)) {
+	if (!archive_tenant_has(a, tenant)) {
 		archive_err(err_r, "tenant '%s' has no archive", tenant ? tenant : "");
 		return -1;
 	}
@@ -734,7 +727,7 @@ archive_stats(struct archive *a, const char *tenant, struct archive_stats *st, c
 	struct archive_tenant *t;
 	struct archive_store_stats ss;
 	memset(st, 0, sizeof(*st));
-	if (!archive_tenant_exists(a, tenant)) {
+	if (!archive_tenant_has(a, tenant)) {
 		archive_err(err_r, "tenant '%s' has no archive", tenant ? tenant : "");
 		return -1;
 	}
@@ -800,7 +793,7 @@ int
 archive_shred(struct archive *a, const char *tenant, char **err_r)
 {
 	struct archive_tenant *t;
-	if (!archive_tenant_exists(a, tenant)) {
+	if (!archive_tenant_has(a, tenant)) {
 		archive_err(err_r, "tenant '%s' has no archive", tenant ? tenant : "");
 		return -1;
 	}

@@ -6,7 +6,7 @@
  * file (after an optional UTF-8 BOM and blank lines), when the rest of it
  * ends in an asctime date ("From addr Wed Dec  1 08:26:40 2010"), or when
  * it is a bare "From <token>" (Netscape's "From - ", Gmail's
- * "From 1844...@xxx") directly followed by a header line.  Body lines of
+ * "From 1844…@example") directly followed by a header line.  Body lines of
  * mboxo files such as "From Russia with love" therefore stay in their
  * message.  The blank line mbox puts after each message is dropped, and a
  * line ">From " (any number of '>') loses one '>' (mboxrd); a message

@@ -23,8 +23,6 @@ struct archive_tenant {
 
 /* "<data_dir>/archive/<tenant>/<file>" (file NULL: the directory); caller frees. */
 char *archive_tenant_path(const struct archive *a, const char *tenant, const char *file);
-/* 1 when <data_dir>/archive/<tenant>/store.db exists. */
-int archive_tenant_exists(const struct archive *a, const char *tenant);
 struct archive *archive_tenant_archive(const struct archive_tenant *t);
 /* archive_catch_up() reporting progress (entries indexed of the newest id). */
 long long archive_catch_up_progress(struct archive *a, const char *tenant,

@@ -146,7 +146,7 @@ archive_verify(struct archive *a, const char *tenant, struct archive_verify_resu
 	struct verify_ctx v = { .r = r, .report = BUF_INIT, .progress = progress, .parg = parg };
 	struct archive_store_stats ss;
 	memset(r, 0, sizeof(*r));
-	if (!archive_tenant_exists(a, tenant)) {
+	if (!archive_tenant_has(a, tenant)) {
 		struct buf e = BUF_INIT;
 		buf_appendf(&e, "tenant '%s' has no archive", tenant);
 		*err_r = buf_steal(&e);
@@ -183,7 +183,7 @@ archive_reindex(struct archive *a, const char *tenant, archive_progress_cb *prog
     char **err_r)
 {
 	struct archive_tenant *t;
-	if (!archive_tenant_exists(a, tenant)) {
+	if (!archive_tenant_has(a, tenant)) {
 		struct buf e = BUF_INIT;
 		buf_appendf(&e, "tenant '%s' has no archive", tenant);
 		*err_r = buf_steal(&e);

@@ -29,6 +29,7 @@
 #include "lib/buf.h"
 #include "lib/mem.h"
 #include "lib/sys.h"
+#include "unit_tmp.h"
 
 #define NMSG 3
 
@@ -67,8 +68,7 @@ static int
 setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/mailark-export-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
+	assert_int_equal(unit_tmpdir(f->dir, sizeof(f->dir), "export"), 0);
 	char path[128];
 	snprintf(path, sizeof(path), "%s/keys", f->dir);
 	assert_int_equal(mkdir(path, 0700), 0);

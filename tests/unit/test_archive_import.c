@@ -29,6 +29,7 @@
 #include "archive/archive_pst.h"
 #include "lib/buf.h"
 #include "lib/mem.h"
+#include "unit_tmp.h"
 
 /* Everything delivered by one import run. */
 struct got {
@@ -162,10 +163,10 @@ write_file(const char *path, const void *data, size_t len)
 static char *
 tmpdir(void)
 {
-	char tmpl[] = "/tmp/mailark-import-XXXXXX";
+	char dir[256];
 
-	assert_non_null(mkdtemp(tmpl));
-	return xstrdup(tmpl);
+	assert_int_equal(unit_tmpdir(dir, sizeof(dir), "import"), 0);
+	return xstrdup(dir);
 }
 
 static void

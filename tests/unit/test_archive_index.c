@@ -27,6 +27,7 @@
 #include "archive/archive_parse.h"
 #include "archive/archive_query.h"
 #include "archive/archive_store.h"
+#include "unit_tmp.h"
 
 struct fixture {
 	char dir[64];
@@ -123,8 +124,7 @@ static int
 setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/mailark-test-index-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (unit_tmpdir(f->dir, sizeof(f->dir), "test-index") < 0)
 		return -1;
 	snprintf(f->path, sizeof(f->path), "%s/index.db", f->dir);
 	char *err = NULL;
@@ -526,9 +526,9 @@ test_reader_connection(void **state)
 static void
 test_open_garbage(void **state)
 {
-	char dir[] = "/tmp/mailark-test-index-XXXXXX";
+	char dir[64];
 	char path[128];
-	assert_non_null(mkdtemp(dir));
+	assert_int_equal(unit_tmpdir(dir, sizeof(dir), "test-index"), 0);
 	snprintf(path, sizeof(path), "%s/index.db", dir);
 	FILE *fp = fopen(path, "w");
 	assert_non_null(fp);
@@ -721,8 +721,8 @@ test_meta_filters(void **state)
 {
 	uint64_t saved = rng_state;     /* test_measure's queries stay the same */
 	for (int far = 0; far < 2; far++) {
-		char dir[] = "/tmp/mailark-test-index-XXXXXX", path[128];
-		assert_non_null(mkdtemp(dir));
+		char dir[64], path[128];
+		assert_int_equal(unit_tmpdir(dir, sizeof(dir), "test-index"), 0);
 		snprintf(path, sizeof(path), "%s/index.db", dir);
 		struct archive_index *ix;
 		char *err = NULL;
@@ -991,11 +991,11 @@ test_measure(void **state)
 	const char *nd = getenv("MAILARK_MEASURE_DOCS");
 	long long ndocs = nd != NULL ? atoll(nd) : 1000000;
 	const char *keep = getenv("MAILARK_MEASURE_PATH");    /* reuse a built index */
-	char dir[] = "/tmp/mailark-measure-XXXXXX", path[160];
+	char dir[64], path[160];
 	if (keep != NULL)
 		snprintf(path, sizeof(path), "%s", keep);
 	else {
-		assert_non_null(mkdtemp(dir));
+		assert_int_equal(unit_tmpdir(dir, sizeof(dir), "measure"), 0);
 		snprintf(path, sizeof(path), "%s/index.db", dir);
 	}
 	zipf_cdf = malloc(VOCAB * sizeof(double));

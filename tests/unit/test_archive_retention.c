@@ -27,6 +27,7 @@
 #include "archive/archive_index.h"
 #include "archive/archive_retention.h"
 #include "archive/archive_store.h"
+#include "unit_tmp.h"
 
 #define T "acme"
 #define DAY 86400LL
@@ -54,8 +55,7 @@ setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	char p[128];
-	snprintf(f->dir, sizeof(f->dir), "/tmp/mailark-test-retention-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (unit_tmpdir(f->dir, sizeof(f->dir), "test-retention") < 0)
 		return -1;
 	snprintf(p, sizeof(p), "%s/keys", f->dir);
 	mkdir(p, 0700);

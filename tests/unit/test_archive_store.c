@@ -29,6 +29,7 @@
 #include "archive/archive_store.h"
 #include "lib/log.h"
 #include "lib/sys.h"
+#include "unit_tmp.h"
 
 struct fixture {
 	char dir[64];
@@ -50,8 +51,8 @@ setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	unsigned char master[32];
-	snprintf(f->dir, sizeof(f->dir), "/tmp/mailark-test-archive-XXXXXX");
-	if (f == NULL || mkdtemp(f->dir) == NULL || sodium_init() < 0)
+	if (f == NULL || unit_tmpdir(f->dir, sizeof(f->dir), "test-archive") < 0 ||
+	    sodium_init() < 0)
 		return -1;
 	randombytes_buf(master, sizeof(master));
 	write_master(f->dir, master, sizeof(master));
