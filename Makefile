@@ -7,7 +7,7 @@ SAN       ?= 0
 CC        ?= cc
 PKGS      := libevent_core libevent_openssl libevent_pthreads openssl sqlite3 \
              jansson libmicrohttpd inih libunbound libsodium libzstd ldap \
-             gmime-3.0 libpst libarchive
+             gmime-3.0 libpst libarchive libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

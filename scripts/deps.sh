@@ -11,6 +11,7 @@ PKGS=(
   python3 python3-pytest python3-aiosmtpd swaks postfix unbound
   libldap-dev slapd ldap-utils
   libgmime-3.0-dev libpst-dev pst-utils libarchive-dev notmuch
+  libcurl4-openssl-dev curl dovecot-imapd isync mutt
 )
 
 missing=()
@@ -32,6 +33,6 @@ echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts services it installs where it can; mailark's tests run their own instances.
-for svc in postfix unbound slapd; do
+for svc in postfix unbound slapd dovecot; do
   $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done

@@ -38,6 +38,10 @@
 #include "queue/queue.h"
 #include "archive/archive.h"
 #include "archive/archive_job.h"
+#include "continuity/cmbox.h"
+#include "continuity/continuity.h"
+#include "continuity/probe.h"
+#include "imap/imap_server.h"
 #include "control/control_handlers.h"
 #include "server.h"
 #include "smtp/smtp_server.h"
@@ -90,6 +94,10 @@ main_signal_cb(evutil_socket_t sig, short what, void *arg)
 	srv->shutting_down = 1;
 	log_info("shutdown", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
 	smtp_server_shutdown(srv->smtp);
+	if (srv->submission != NULL)
+		smtp_server_shutdown(srv->submission);
+	if (srv->imap != NULL)
+		imap_server_shutdown(srv->imap);
 	clock_gettime(CLOCK_MONOTONIC, &d->drain_start);
 	struct timeval tv = { 0, 50 * 1000 };
 	d->drain = event_new(srv->base, -1, EV_PERSIST, main_drain_cb, d);
@@ -101,16 +109,21 @@ static void
 main_teardown(struct main_daemon *d)
 {
 	struct server *srv = &d->srv;
+	probe_stop(&srv->probe);
+	imap_server_free(&srv->imap);
 	scheduler_stop(&srv->sched);
+	continuity_stop(&srv->continuity);
 	http_stop(&srv->http);
 	control_free(&srv->control);
 	control_archive_timer_stop(srv);
 	archive_jobs_free(&srv->archive_jobs);   /* waits for running jobs (they audit) */
 	audit_stop(srv);         /* signs a last checkpoint */
 	smtp_server_free(&srv->smtp);
+	smtp_server_free(&srv->submission);
 	dns_resolver_free(&srv->dns);
 	worker_pool_free(&srv->workers);
 	directory_stop(srv);     /* after the pool: no sync is still running */
+	cmbox_close(&srv->cmbox);
 	archive_close(&srv->archive);     /* after the pool: no ingest is still running */
 	queue_close(&srv->queue);
 	store_close(&srv->store);
@@ -191,8 +204,18 @@ main_start_modules(struct server *srv)
 		return main_fail("dns", err);
 	if (scheduler_start(srv, &srv->sched, &err) < 0)
 		return main_fail("scheduler", err);
+	if (continuity_start(srv, &srv->continuity, &err) < 0)
+		return main_fail("continuity", err);
+	if (cmbox_open(srv->archive, srv->cfg->data_dir, &srv->cmbox, &err) < 0)
+		return main_fail("continuity mailboxes", err);
 	if (smtp_server_start(srv, &srv->smtp, &err) < 0)
 		return main_fail("smtp", err);
+	if (submission_server_start(srv, &srv->submission, &err) < 0)
+		return main_fail("submission", err);
+	if (imap_server_start(srv, &srv->imap, &err) < 0)
+		return main_fail("imap", err);
+	if (probe_start(srv, &srv->probe, &err) < 0)
+		return main_fail("probe", err);
 	if (control_start(srv, &srv->control, &err) < 0)
 		return main_fail("control", err);
 	if (control_archive_timer_start(srv) < 0)
@@ -218,6 +241,12 @@ main_log_listening(const struct config *cfg)
 {
 	for (int i = 0; i < cfg->smtp_listen_count; i++)
 		log_info("listening", "smtp=%s", log_str(cfg->smtp_listen[i]));
+	if (cfg->submission_listen[0] != '\0')
+		log_info("listening", "submission=%s", log_str(cfg->submission_listen));
+	if (cfg->imap_listen[0] != '\0')
+		log_info("listening", "imap=%s", log_str(cfg->imap_listen));
+	if (cfg->imap_tls_listen[0] != '\0')
+		log_info("listening", "imaps=%s", log_str(cfg->imap_tls_listen));
 	log_info("listening", "http=%s", log_str(cfg->http_listen));
 	log_info("listening", "control=%s/control.sock", log_str(cfg->data_dir));
 }

@@ -28,6 +28,10 @@ struct tls_contexts;
 struct audit;
 struct archive;
 struct archive_jobs;
+struct continuity;
+struct probe;
+struct cmbox;
+struct imap_server;
 
 struct server {
 	struct config *cfg;
@@ -45,6 +49,11 @@ struct server {
 	struct archive *archive;    /* every tenant's archive (archive_open) */
 	struct archive_jobs *archive_jobs;  /* import/export/purge/verify/reindex jobs */
 	struct event *archive_purge_ev;     /* the scheduled purge (control_archive.c) */
+	struct smtp_server *submission;     /* [submission] listen, NULL when none */
+	struct continuity *continuity;      /* outages, drills, failback (continuity/) */
+	struct probe *probe;                /* route health probes */
+	struct cmbox *cmbox;                /* continuity mailboxes (views over the archive) */
+	struct imap_server *imap;           /* continuity IMAP server */
 	struct metrics metrics;
 	int shutting_down;        /* set once SIGTERM/SIGINT arrives */
 };

@@ -60,6 +60,18 @@ static const struct config_key config_keys[] = {
 	K("delivery", "helo_name", CK_STRING, helo_name),
 	K("archive", "enabled", CK_BOOL, archive_enabled),
 	K("archive", "purge_interval", CK_DURATION, archive_purge_interval),
+	K("imap", "listen", CK_STRING, imap_listen),
+	K("imap", "tls_listen", CK_STRING, imap_tls_listen),
+	K("imap", "max_connections", CK_COUNT, imap_max_connections),
+	K("imap", "max_connections_per_ip", CK_COUNT, imap_max_connections_per_ip),
+	K("imap", "max_literal", CK_SIZE, imap_max_literal),
+	K("imap", "max_line_length", CK_SIZE, imap_max_line_length),
+	K("imap", "login_timeout", CK_DURATION, imap_login_timeout),
+	K("imap", "idle_timeout", CK_DURATION, imap_idle_timeout),
+	K("submission", "listen", CK_STRING, submission_listen),
+	K("continuity", "probe_interval", CK_DURATION, probe_interval),
+	K("continuity", "probe_timeout", CK_DURATION, probe_timeout),
+	K("continuity", "probe_failures", CK_COUNT, probe_failures),
 	K("log", "level", CK_LOGLEVEL, log_level),
 	K("log", "format", CK_LOGFORMAT, log_format),
 };
@@ -107,6 +119,18 @@ config_defaults(struct config *cfg)
 	cfg->smtp_client_timeout = 300;
 	cfg->archive_enabled = 1;
 	cfg->archive_purge_interval = 86400;
+	cfg->imap_listen = xstrdup("127.0.0.1:1143");
+	cfg->imap_tls_listen = xstrdup("127.0.0.1:1993");
+	cfg->imap_max_connections = 500;
+	cfg->imap_max_connections_per_ip = 50;
+	cfg->imap_max_literal = 50ULL * 1024 * 1024;
+	cfg->imap_max_line_length = 65536;
+	cfg->imap_login_timeout = 60;
+	cfg->imap_idle_timeout = 1800;
+	cfg->submission_listen = xstrdup("127.0.0.1:5587");
+	cfg->probe_interval = 30;
+	cfg->probe_timeout = 10;
+	cfg->probe_failures = 3;
 	cfg->log_level = LOGL_INFO;
 	cfg->log_format = LOGF_TEXT;
 }
@@ -306,7 +330,8 @@ config_free(struct config **cfgp)
 		free(cfg->smtp_listen[i]);
 	char **strings[] = { &cfg->path, &cfg->data_dir, &cfg->hostname, &cfg->regions,
 		&cfg->banner, &cfg->http_listen, &cfg->tls_cert, &cfg->tls_key, &cfg->smarthost,
-		&cfg->dns_resolver, &cfg->helo_name };
+		&cfg->dns_resolver, &cfg->helo_name, &cfg->imap_listen, &cfg->imap_tls_listen,
+		&cfg->submission_listen };
 	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
 		free(*strings[i]);
 	free(cfg);

@@ -74,6 +74,21 @@ struct config {
 	int archive_enabled;             /* yes: every message is archived before it leaves the queue */
 	uint64_t archive_purge_interval; /* 1d: expired, unheld messages purged; 0 = only on command */
 
+	/* [imap] continuity IMAP server (imap/) */
+	char *imap_listen;               /* "127.0.0.1:1143": comma list, STARTTLS; "" = none */
+	char *imap_tls_listen;           /* "127.0.0.1:1993": comma list, implicit TLS; "" = none */
+	uint64_t imap_max_connections;   /* 500 */
+	uint64_t imap_max_connections_per_ip; /* 50 */
+	uint64_t imap_max_literal;       /* = 50M: APPEND size and any literal */
+	uint64_t imap_max_line_length;   /* 65536: a command line outside literals */
+	uint64_t imap_login_timeout;     /* 60 s to sign in */
+	uint64_t imap_idle_timeout;      /* 1800 s without a command (RFC 3501: at least 30 min) */
+	/* [submission] RFC 6409 for continuity users (smtp/) */
+	char *submission_listen;         /* "127.0.0.1:5587": comma list; "" = none */
+	/* [continuity] */
+	uint64_t probe_interval;         /* 30 s between probes of each tenant route */
+	uint64_t probe_timeout;          /* 10 s for connect + banner + EHLO */
+	uint64_t probe_failures;         /* 3 consecutive failures: the route is down */
 	/* [log] */
 	enum log_level log_level;        /* info */
 	enum log_format log_format;      /* text */

@@ -27,6 +27,13 @@ void scheduler_flush(struct scheduler *s);
 void scheduler_entry_changed(struct scheduler *s, struct queue_entry *e);
 /* Removes an entry as soon as no delivery is running for it; 0 ok, -1 unknown. */
 int scheduler_delete(struct scheduler *s, const char *id);
+/*
+ * Continuity failback: dispatches every recipient held for the tenant's
+ * routes (continuity_route_held) in arrival order (oldest entry first), one
+ * connection per route while the replay runs, so the primary receives them
+ * in the order mailark accepted them.
+ */
+void scheduler_release_tenant(struct scheduler *s, const char *tenant);
 /* Active deliveries now (for shutdown and tests). */
 unsigned scheduler_active(const struct scheduler *s);
 

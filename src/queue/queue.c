@@ -223,6 +223,7 @@ queue_envelope_free(struct queue_envelope *env)
 	free(env->envid);
 	free(env->client_addr);
 	free(env->client_helo);
+	free(env->auth_user);
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		free(env->rcpts[i].addr);
 		free(env->rcpts[i].orcpt);
@@ -241,6 +242,7 @@ queue_envelope_copy(struct queue_envelope *dst, const struct queue_envelope *src
 	dst->envid = dup_or_null(src->envid);
 	dst->client_addr = dup_or_null(src->client_addr);
 	dst->client_helo = dup_or_null(src->client_helo);
+	dst->auth_user = dup_or_null(src->auth_user);
 	dst->rcpts = xcalloc(src->nrcpts > 0 ? src->nrcpts : 1, sizeof(*dst->rcpts));
 	for (size_t i = 0; i < src->nrcpts; i++) {
 		dst->rcpts[i] = src->rcpts[i];

@@ -47,6 +47,10 @@ enum queue_direction {
 #define QUEUE_NOTIFY_FAILURE 0x4
 #define QUEUE_NOTIFY_DELAY   0x8
 
+/* Envelope flags. */
+#define QUEUE_F_DIRECT_MX        0x1   /* by MX (or smarthost) only, never a tenant route: alerts */
+#define QUEUE_F_CONTINUITY_COPY  0x2   /* failback copy of mail a user sent during an outage */
+
 enum queue_rcpt_state {
 	RCPT_PENDING,
 	RCPT_DELIVERED,
@@ -74,6 +78,8 @@ struct queue_envelope {
 	int body_8bit;              /* BODY=8BITMIME or BINARYMIME */
 	char *client_addr;          /* IP of the sending client, "local" for ours */
 	char *client_helo;
+	char *auth_user;            /* submission: the signed-in user's address, else NULL */
+	unsigned flags;             /* QUEUE_F_* */
 	time_t arrival;
 	struct queue_rcpt *rcpts;
 	size_t nrcpts;

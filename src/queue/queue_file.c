@@ -38,6 +38,8 @@ enum qrec_type {
 	QREC_RCPT = 'R',
 	QREC_ORCPT = 'O',
 	QREC_NOTIFY = 'N',
+	QREC_AUTH_USER = 'U',
+	QREC_EFLAGS = 'G',
 };
 
 static const char qfile_magic[5] = { 'M', 'Q', 'E', 'N', 'D' };
@@ -122,6 +124,9 @@ qfile_encode_envelope(const struct queue_envelope *env, struct buf *out)
 	rec_put_str(out, QREC_FLAGS, flags);
 	rec_put_str(out, QREC_CLIENT, env->client_addr);
 	rec_put_str(out, QREC_HELO, env->client_helo);
+	rec_put_str(out, QREC_AUTH_USER, env->auth_user);
+	if (env->flags != 0)
+		rec_put_num(out, QREC_EFLAGS, env->flags);
 	rec_put_num(out, QREC_ARRIVAL, (long long)env->arrival);
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct queue_rcpt *r = &env->rcpts[i];
@@ -266,6 +271,12 @@ qfile_apply_rec(struct queue_envelope *env, int type, const char *d, size_t len)
 	case QREC_ENVID: set_str(&env->envid, d, len); return 0;
 	case QREC_CLIENT: set_str(&env->client_addr, d, len); return 0;
 	case QREC_HELO: set_str(&env->client_helo, d, len); return 0;
+	case QREC_AUTH_USER: set_str(&env->auth_user, d, len); return 0;
+	case QREC_EFLAGS:
+		if (parse_num(d, len, &v) < 0 || v < 0 || v > 0xffff)
+			return -1;
+		env->flags = (unsigned)v;
+		return 0;
 	case QREC_FLAGS:
 		if (len != 3)
 			return -1;

@@ -170,3 +170,11 @@ smtp_server_sessions(const struct smtp_server *s)
 {
 	return s != NULL ? s->nsessions : 0;
 }
+
+/* Skeleton: replaced by the submission implementation. */
+int
+submission_server_start(struct server *srv, struct smtp_server **s_r, char **err_r)
+{
+	*s_r = NULL;
+	return 0;
+}

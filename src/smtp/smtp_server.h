@@ -15,6 +15,15 @@ struct server;
 struct smtp_server;
 
 int smtp_server_start(struct server *srv, struct smtp_server **s_r, char **err_r);
+/*
+ * The submission listener(s) ([submission] listen, RFC 6409): the same
+ * sessions in submission mode: AUTH PLAIN/LOGIN offered only after
+ * STARTTLS, every MAIL needs a signed-in continuity user whose address (or
+ * alias) is the envelope sender, relaying to any recipient through the
+ * outbound path; the queue entry carries env.auth_user.  No listener when
+ * the setting is empty (then *s_r is NULL).
+ */
+int submission_server_start(struct server *srv, struct smtp_server **s_r, char **err_r);
 void smtp_server_shutdown(struct smtp_server *s);
 void smtp_server_free(struct smtp_server **s);
 /* Open sessions now. */

@@ -82,6 +82,9 @@ class Daemon:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.smtp_port = free_port()
         self.http_port = free_port()
+        self.imap_port = free_port()
+        self.imaps_port = free_port()
+        self.submission_port = free_port()
         self.data_dir = str(self.workdir / "var")
         self.conf_path = str(self.workdir / "mailark.conf")
         self.log_path = str(self.workdir / "mailark.log")
@@ -97,6 +100,9 @@ class Daemon:
             "server": {"data_dir": self.data_dir},
             "smtp": {"listen": "127.0.0.1:%d" % self.smtp_port},
             "http": {"listen": "127.0.0.1:%d" % self.http_port},
+            "imap": {"listen": "127.0.0.1:%d" % self.imap_port,
+                     "tls_listen": "127.0.0.1:%d" % self.imaps_port},
+            "submission": {"listen": "127.0.0.1:%d" % self.submission_port},
             "log": {"level": "debug"},
         }
         for key, value in conf.items():
