@@ -11,7 +11,7 @@ PKGS=(
   python3 python3-pytest python3-aiosmtpd swaks postfix unbound
   libldap-dev slapd ldap-utils
   libgmime-3.0-dev libpst-dev pst-utils libarchive-dev notmuch
-  libcurl4-openssl-dev curl dovecot-imapd isync mutt
+  libcurl4-openssl-dev curl dovecot-imapd isync mutt libnet-ssleay-perl libio-socket-ssl-perl
 )
 
 missing=()

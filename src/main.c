@@ -38,6 +38,7 @@
 #include "queue/queue.h"
 #include "archive/archive.h"
 #include "archive/archive_job.h"
+#include "continuity/alert.h"
 #include "continuity/cmbox.h"
 #include "continuity/continuity.h"
 #include "continuity/probe.h"
@@ -112,6 +113,7 @@ main_teardown(struct main_daemon *d)
 	probe_stop(&srv->probe);
 	imap_server_free(&srv->imap);
 	scheduler_stop(&srv->sched);
+	alert_cancel_all(srv);   /* no alert callback may run once continuity is gone */
 	continuity_stop(&srv->continuity);
 	http_stop(&srv->http);
 	control_free(&srv->control);

@@ -25,7 +25,9 @@
  * New store.dbs use AST_PAGE_SIZE pages: a sealed message is a few kB,
  * and 4 KiB pages hold one such record each, wasting the rest.  They have
  * no separate index messages_hash: UNIQUE(hash, mailbox) serves lookups by
- * hash (older files keep theirs).
+ * hash (older files keep theirs).  Index messages_mailbox(mailbox, id) serves
+ * the continuity mailbox (archive_mailbox.h); opening adds it to older files.
+ * Source "imap" marks messages a user APPENDed over continuity IMAP.
  */
 #include "archive/archive_store.h"
 
@@ -103,7 +105,8 @@ static const char *const ast_dicts_sql =
 	"CREATE TABLE IF NOT EXISTS dicts("
 	"  id INTEGER PRIMARY KEY,"
 	"  created INTEGER NOT NULL,"
-	"  sealed BLOB NOT NULL);";
+	"  sealed BLOB NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS messages_mailbox ON messages(mailbox, id);";
 
 static const char *const ast_schema_sql =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -125,6 +128,7 @@ static const char *const ast_schema_sql =
 	"  expires_at INTEGER,"
 	"  UNIQUE(hash, mailbox));"
 	"CREATE INDEX IF NOT EXISTS messages_expires ON messages(expires_at);"
+	"CREATE INDEX IF NOT EXISTS messages_mailbox ON messages(mailbox, id);"
 	"CREATE TABLE IF NOT EXISTS dicts("
 	"  id INTEGER PRIMARY KEY,"
 	"  created INTEGER NOT NULL,"
@@ -637,7 +641,8 @@ ast_exists(const char *path, char **err_r)
 	return -1;
 }
 
-/* Adds table dicts to a store.db made before dictionaries (no-op otherwise). */
+/* Adds table dicts and index messages_mailbox (the continuity mailbox's
+ * lookups) to a store.db made before them (no-op otherwise). */
 static int
 ast_dicts_table(struct archive_store *s, char **err_r)
 {
@@ -765,7 +770,8 @@ archive_store_has_blob(struct archive_store *s, const char *hash)
 static int
 ast_source_ok(const char *src)
 {
-	static const char *const ok[] = { "inbound", "outbound", "internal", "journal", "import" };
+	static const char *const ok[] = { "inbound", "outbound", "internal", "journal", "import",
+		"imap" };
 	for (size_t i = 0; src != NULL && i < sizeof(ok) / sizeof(ok[0]); i++)
 		if (strcmp(src, ok[i]) == 0)
 			return 1;

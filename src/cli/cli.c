@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "directory/directory_cli.h"
 #include "cli/cli_archive.h"
+#include "cli/cli_continuity.h"
 #include "control/control.h"
 #include "lib/mem.h"
 
@@ -181,6 +182,37 @@ static const struct cli_sub cli_subs[] = {
 	  "  hold release TENANT NAME        (four eyes: a second admin approves)" },
 	{ "archive", "approval", "archive.approval.list", { "tenant" }, 1,
 	  "list|approve|reject TENANT [ID]", "Changes waiting for a second admin." },
+	/* continuity: handled by cli_continuity_run (options, report and status layout) */
+	{ "continuity", "status", "continuity.status", { "tenant" }, 1, "TENANT",
+	  "Shows the tenant's continuity state (normal, active, failing_back) and since\n"
+	  "when, the running drill, and each primary route: up or down, failures, last error." },
+	{ "continuity", "start", "continuity.start", { "tenant" }, 1, "TENANT [--reason TEXT]",
+	  "Starts continuity now: mail for the primary is held, users read it over IMAP\n"
+	  "and send through submission.  Audited; the alert addresses are told." },
+	{ "continuity", "stop", "continuity.stop", { "tenant" }, 1, "TENANT",
+	  "Begins failback: held mail is delivered to the primary in arrival order,\n"
+	  "what it already has is skipped, copies of sent mail follow (sent_copy)." },
+	{ "continuity", "report", "continuity.report", { "tenant" }, 1, "TENANT [--id N]",
+	  "The failback report of the newest outage (or outage N): accepted, delivered\n"
+	  "(skipped: already at the primary), pending, failed with reasons, and whether\n"
+	  "it reconciles (accepted = delivered + pending + failed; exits 1 when not)." },
+	{ "continuity", "settings", "continuity.settings", { "tenant" }, 1, "TENANT",
+	  "Shows the tenant's continuity settings (imap_password is never shown)." },
+	{ "continuity", "set", "continuity.set", { "tenant", "key", "value" }, 3,
+	  "TENANT KEY VALUE",
+	  "Changes a setting: mode auto|manual, failback auto|manual, failback_after SECS,\n"
+	  "window_days N, alert_addresses a@x,b@y, webhook URL, sent_copy header|imap|none,\n"
+	  "imap_url imaps://HOST[:PORT]/FOLDER, imap_user LOGIN (%u: the user),\n"
+	  "imap_password SECRET.  An empty VALUE (\"\") clears a text setting." },
+	{ "continuity", "drill", "continuity.drill.start", { "tenant" }, 1,
+	  "start|stop|report TENANT [--users a@x,b@x] [--id N]",
+	  "Drills exercise continuity without stopping delivery to the primary:\n"
+	  "  drill start TENANT [--users a@x,b@x]   (default: every user)\n"
+	  "  drill stop TENANT\n"
+	  "  drill report TENANT [--id N]          time to fail over, who signed in, what\n"
+	  "                                        they saw and sent, a clean failback" },
+	{ "continuity", "probe", "continuity.probe", { NULL }, 0, "",
+	  "Probes every tenant's primary routes now (connect, banner, EHLO)." },
 	/* directory: handled by directory_cli_run (options, stdin password, waits for jobs) */
 	{ "directory", "set", "directory.set", { "tenant" }, 1,
 	  "TENANT --url ldap://HOST:PORT --base-dn DN --bind-dn DN [--bind-password-stdin]\n"
@@ -208,6 +240,7 @@ static const char *const cli_groups[][2] = {
 	{ "queue", "Inspect and manage the mail queue." },
 	{ "directory", "Sync users and groups from LDAP / Active Directory." },
 	{ "archive", "Import, search, export, retain and verify archived mail." },
+	{ "continuity", "Keep mail flowing when a tenant's primary server is down." },
 	{ "audit", "Verify and read the tamper-evident audit trail." },
 	{ "user", "Manage users: addresses, aliases, roles, passwords, TOTP." },
 	{ "group", "Manage the groups of a tenant." },
@@ -463,6 +496,8 @@ cli_admin_run(const struct config *cfg, int argc, char **argv)
 		return directory_cli_run(cfg, argc, argv);
 	if (strcmp(group, "archive") == 0)
 		return cli_archive_run(cfg, argc, argv);
+	if (strcmp(group, "continuity") == 0)
+		return cli_continuity_run(cfg, argc, argv);
 	if (strcmp(group, "audit") == 0)
 		return audit_cli_run(cfg, argc, argv);
 	if (cli_identity_handles(group))

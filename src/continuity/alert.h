@@ -37,10 +37,23 @@ struct alert_event {
 void alert_send(struct server *srv, const char *addresses, const char *webhook,
     const struct alert_event *ev);
 
-/* ok 1 / 0 with why; runs on the loop thread. */
+/* ok 1 / 0 with why (valid during the call); runs on the loop thread. */
 typedef void alert_append_cb(void *arg, int ok, const char *why);
-/* url: imap[s]://HOST[:PORT]/FOLDER.  Strings and raw are copied. */
+/*
+ * url: imap[s]://HOST[:PORT]/FOLDER (folder URL-encoded).  imap:// uses
+ * STARTTLS when the server offers it.  The one query option, "?insecure=1",
+ * accepts any server certificate (test peers with a self-signed one); it is
+ * taken off the URL.  Strings and raw are copied.  cb runs exactly once,
+ * later (or at once for a malformed URL), unless alert_cancel_all() ran.
+ */
 void alert_imap_append(struct server *srv, const char *url, const char *user,
     const char *password, const void *raw, size_t len, alert_append_cb *cb, void *arg);
+
+/*
+ * Shutdown, before the owners of append callbacks go away and before
+ * worker_pool_free(): webhooks waiting to retry are dropped, tries on the
+ * worker pool are not retried, and append callbacks are no longer called.
+ */
+void alert_cancel_all(struct server *srv);
 
 #endif

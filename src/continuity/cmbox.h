@@ -16,7 +16,12 @@
  *          their own UIDs (COPY / MOVE targets, APPEND targets).
  * Archive entry ids only grow (AUTOINCREMENT), so INBOX and Sent UIDs are
  * strictly ascending and never reused; UIDVALIDITY is fixed per tenant
- * archive (a new archive, e.g. after crypto-shredding, gets a new one).
+ * archive (a new archive, e.g. after crypto-shredding, gets a new one, and
+ * the user state kept for the old one is dropped).  INBOX / Sent
+ * INTERNALDATE is the archive time.  An APPEND of bytes the user's address
+ * already has in the archive gets that entry's id as UID (the archive keeps
+ * content once per mailbox); when that entry would not show in the target
+ * (another folder, an import, out of the window) it is shown there anyway.
  *
  * Per-user state, in <data_dir>/continuity/<tenant>/mailbox.db (SQLite,
  * WAL, 0600): flags per (user, mailbox, uid), entries the user expunged

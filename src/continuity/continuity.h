@@ -17,6 +17,9 @@
  *
  *   NORMAL --route down (mode auto) / admin start--> ACTIVE
  *   ACTIVE --route up for failback_after (failback auto) / admin stop--> FAILING_BACK
+ *            (automatically only after a route was seen down, or when the
+ *            outage started by itself: not after an admin's start while
+ *            every route was up)
  *   FAILING_BACK --no ledger row pending--> NORMAL   (the outage is "ended")
  *   FAILING_BACK --admin start--> ACTIVE              (the same outage goes on)
  *

@@ -125,6 +125,17 @@ static const struct authz_rule authz_rules[] = {
 	{ "archive.approval.list", ROLE_AUDITOR, AUTHZ_TENANT, "tenant" },
 	{ "archive.approval.approve", ROLE_ADMIN, AUTHZ_TENANT, "tenant" },
 	{ "archive.approval.reject", ROLE_ADMIN, AUTHZ_TENANT, "tenant" },
+	/* continuity (control_continuity.c): auditors read status and reports */
+	{ "continuity.status", ROLE_AUDITOR, AUTHZ_TENANT, "tenant" },
+	{ "continuity.report", ROLE_AUDITOR, AUTHZ_TENANT, "tenant" },
+	{ "continuity.settings", ROLE_AUDITOR, AUTHZ_TENANT, "tenant" },
+	{ "continuity.drill.report", ROLE_AUDITOR, AUTHZ_TENANT, "tenant" },
+	{ "continuity.start", ROLE_ADMIN, AUTHZ_TENANT, "tenant" },
+	{ "continuity.stop", ROLE_ADMIN, AUTHZ_TENANT, "tenant" },
+	{ "continuity.set", ROLE_ADMIN, AUTHZ_TENANT, "tenant" },
+	{ "continuity.drill.start", ROLE_ADMIN, AUTHZ_TENANT, "tenant" },
+	{ "continuity.drill.stop", ROLE_ADMIN, AUTHZ_TENANT, "tenant" },
+	{ "continuity.probe", ROLE_OPERATOR, AUTHZ_INSTALL, NULL },
 	{ NULL, ROLE_NONE, AUTHZ_INSTALL, NULL },
 };
 

@@ -486,17 +486,25 @@ static const struct control_command *const control_tables[] = {
 	control_directory_commands,
 	control_archive_commands,
 	control_archive_retention_commands,
+	control_continuity_commands,
 };
 
-/* "k=v k2=v2" of the string arguments, for the admin log line. */
+/*
+ * "k=v k2=v2" of the string arguments, for the admin log line.  Secrets
+ * never reach the log: arguments named *password*, and the "value" of a
+ * setting whose "key" names a password (continuity.set imap_password).
+ */
 static void
 control_log_admin(const char *cmd, json_t *args)
 {
 	struct buf b = BUF_INIT;
 	const char *key;
 	json_t *v;
+	const char *setting = json_string_value(json_object_get(args, "key"));
+	int secret_value = setting != NULL && strstr(setting, "password") != NULL;
 	json_object_foreach(args, key, v) {
-		if (json_is_string(v) && strstr(key, "password") != NULL)
+		if (json_is_string(v) && (strstr(key, "password") != NULL ||
+		    (secret_value && strcmp(key, "value") == 0)))
 			buf_appendf(&b, " %s=********", log_strn(key, strlen(key)));
 		else if (json_is_string(v))
 			buf_appendf(&b, " %s=%s", log_strn(key, strlen(key)),
@@ -509,7 +517,8 @@ control_log_admin(const char *cmd, json_t *args)
 const char *
 control_audit_object(json_t *args)
 {
-	static const char *const keys[] = { "tenant", "domain", "cidr", "id", "address", "name" };
+	static const char *const keys[] = { "tenant", "domain", "cidr", "id", "address", "name",
+		"key" };
 	static __thread char out[512];
 	size_t o = 0;
 	out[0] = '\0';

@@ -31,6 +31,7 @@ extern const struct control_command control_directory_commands[]; /* control_dir
 extern const struct control_command control_archive_commands[];  /* control_archive.c */
 extern const struct control_command control_archive_retention_commands[];
                                                    /* control_archive_retention.c */
+extern const struct control_command control_continuity_commands[]; /* control_continuity.c */
 
 /* The scheduled purge of every tenant's archive ([archive] purge_interval). */
 int control_archive_timer_start(struct server *srv);

@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -47,8 +48,12 @@
 #include "server.h"
 #include "store/store.h"
 #include "archive/archive.h"
+#include "continuity/continuity.h"
+#include "imap/imap_server.h"
 
 #define SCHED_STOP_WAIT_SECS 5
+/* Seconds between checks of an entry held for a tenant in continuity. */
+#define SCHED_HOLD_RECHECK 30
 
 struct job;
 
@@ -58,6 +63,7 @@ struct dest {
 	struct route route;
 	char *domain;                 /* NEXT_HOP_MX */
 	unsigned active;
+	int replay;                   /* continuity failback: one connection, arrival order */
 	struct job *wait_head, *wait_tail;
 	struct dest *next;
 };
@@ -79,6 +85,10 @@ struct sentry {
 	int arch_running;
 	int remove_when_archived;
 	struct event *arch_timer;     /* retry after an archive failure */
+	/* continuity: every pending recipient waits for the tenant's failback */
+	int cont_held;
+	time_t held_since;            /* 0: not held now */
+	time_t held_total;            /* seconds held before: max_lifetime does not run */
 };
 
 /* WAITING (in a destination FIFO) -> RUNNING (smtp_client) -> FINISHING (DSN, record) */
@@ -127,6 +137,7 @@ struct scheduler {
 	struct event *pump_ev;
 	struct job *jobs;
 	int stopping;
+	int replaying;                /* inside scheduler_release_tenant */
 };
 
 /* -------------------------------------------------------------- helpers */
@@ -250,6 +261,11 @@ dest_for(struct scheduler *s, const struct queue_entry *e, const char *addr, con
 	char *domain = str_lower(xstrdup(rcpt_domain(addr)));
 	struct dest *d = NULL;
 	char *tenant = NULL;
+	if (e->env.flags & QUEUE_F_DIRECT_MX) {      /* alerts: never a tenant route */
+		d = dest_outbound(s, domain, why_r);
+		free(domain);
+		return d;
+	}
 	switch (e->env.direction) {
 	case QUEUE_INBOUND:
 		d = dest_tenant_route(s, domain, why_r);
@@ -419,6 +435,22 @@ sentry_cancel_waiting(struct sentry *se)
 
 /* --------------------------------------------------------- delivering */
 
+/* Passive health for continuity: did a delivery to a tenant route connect? */
+static void
+sched_note_route(struct scheduler *s, const struct job *j)
+{
+	const struct queue_envelope *env = &j->se->e->env;
+	char route[300];
+	if (s->srv->continuity == NULL || env->tenant == NULL || j->n == 0 ||
+	    strncmp(j->d->key, "route:", 6) != 0)
+		return;
+	snprintf(route, sizeof(route), strchr(j->d->route.host, ':') != NULL ? "[%s]:%d" : "%s:%d",
+	    j->d->route.host, j->d->route.port);
+	int ok = j->relay != NULL;
+	continuity_note_route_result(s->srv->continuity, env->tenant, route, ok,
+	    ok ? NULL : j->replies[0]);
+}
+
 static void
 delivery_done(void *arg, const struct delivery_result *res)
 {
@@ -444,6 +476,7 @@ delivery_done(void *arg, const struct delivery_result *res)
 		job_free(j);
 		return;
 	}
+	sched_note_route(s, j);
 	job_set_state(j, JOB_FINISHING);
 	job_results(j);
 	sched_pump_soon(s);
@@ -502,7 +535,10 @@ sched_pump(evutil_socket_t fd, short what, void *arg)
 			return;
 		do {
 			struct dest *next = d->next != NULL ? d->next : s->dests;
-			if (d->wait_head != NULL && d->active < cfg->destination_concurrency &&
+			unsigned limit = d->replay ? 1 : (unsigned)cfg->destination_concurrency;
+			if (d->replay && d->wait_head == NULL && d->active == 0)
+				d->replay = 0;      /* the failback replay is over */
+			if (d->wait_head != NULL && d->active < limit &&
 			    s->active < cfg->max_concurrency) {
 				s->rr = next;
 				job_start(s, dest_dequeue(d));
@@ -564,6 +600,8 @@ job_recorded(void *arg, int error)
 		log_outcome(j, j->final_idx[k], j->final_states[k], j->final_replies[k],
 		    j->flush ? j->mtas[k] : j->relay);
 		count_outcome(j->s, j->final_states[k]);
+		continuity_note_outcome(j->s->srv->continuity, j->se->e, j->final_idx[k],
+		    j->final_states[k], j->final_replies[k]);
 	}
 	job_finish(j);
 }
@@ -720,7 +758,12 @@ job_results(struct job *j)
 	struct queue_entry *e = j->se->e;
 	const struct config *cfg = j->s->srv->cfg;
 	time_t now = sched_now();
-	int expired = (uint64_t)(now - e->env.arrival) >= cfg->max_lifetime;
+	/* Time held by continuity does not count; nor does failing back (held time
+	 * before a restart is not remembered): the failback replay runs to its end. */
+	time_t age = now - e->env.arrival - j->se->held_total;
+	int expired = age > 0 && (uint64_t)age >= cfg->max_lifetime &&
+	    !(j->d != NULL && strncmp(j->d->key, "route:", 6) == 0 && e->env.tenant != NULL &&
+	    continuity_tenant_state(j->s->srv->continuity, e->env.tenant) != CONTINUITY_NORMAL);
 	j->nfinal = 0;
 	for (size_t i = 0; i < j->n; i++) {
 		enum queue_rcpt_state st = RCPT_PENDING;
@@ -824,6 +867,16 @@ sentry_remove_entry(struct sentry *se)
 	queue_entry_remove(s->srv->queue, e);
 }
 
+/* The recipients still pending when an administrator deletes the entry. */
+static void
+sched_note_deleted(struct scheduler *s, const struct queue_entry *e)
+{
+	for (size_t i = 0; i < e->env.nrcpts; i++)
+		if (e->env.rcpts[i].state == RCPT_PENDING)
+			continuity_note_outcome(s->srv->continuity, e, i, RCPT_DELETED,
+			    "deleted by an administrator");
+}
+
 static void
 sentry_round_end(struct sentry *se)
 {
@@ -831,6 +884,7 @@ sentry_round_end(struct sentry *se)
 	struct queue_entry *e = se->e;
 	if (se->deleting) {
 		log_info("deleted", "id=%s tenant=%s", e->env.id, log_str(or_dash(e->env.tenant)));
+		sched_note_deleted(s, e);
 		sentry_remove_entry(se);
 		return;
 	}
@@ -909,10 +963,60 @@ round_job(struct sentry *se, struct job **round, size_t *nround, struct dest *d,
 	return j;
 }
 
+/* A recipient the primary already has (continuity failback): delivered, not sent. */
+static struct job *
+local_skip(struct sentry *se, struct job *local, size_t i, const char *why)
+{
+	if (local == NULL) {
+		local = job_new(se->s, se, NULL, se->e->env.nrcpts);
+		job_set_state(local, JOB_FINISHING);
+	}
+	local->codes[local->n] = 250;
+	local->replies[local->n] = xstrdup(why);
+	job_add_rcpt(local, i);
+	return local;
+}
+
+/* Is d the tenant route of an entry whose tenant is in continuity (held)? */
+static int
+dest_held(struct scheduler *s, const struct queue_entry *e, const struct dest *d)
+{
+	return d->hop == NEXT_HOP_ROUTE && strncmp(d->key, "route:", 6) == 0 &&
+	    e->env.tenant != NULL && s->srv->continuity != NULL &&
+	    continuity_route_held(s->srv->continuity, e->env.tenant);
+}
+
+/* Every pending recipient is held: wait for failback without counting an attempt. */
+static void
+sentry_hold(struct sentry *se, unsigned attempts, time_t last_attempt)
+{
+	struct queue_entry *e = se->e;
+	e->attempts = attempts;
+	e->last_attempt = last_attempt;
+	if (!se->cont_held)
+		log_info("continuity_held", "id=%s tenant=%s", e->env.id,
+		    log_str(or_dash(e->env.tenant)));
+	se->cont_held = 1;
+	if (se->held_since == 0)
+		se->held_since = sched_now();
+	sentry_arm(se, SCHED_HOLD_RECHECK);
+}
+
+static void
+sentry_unhold(struct sentry *se)
+{
+	if (se->held_since != 0)
+		se->held_total += sched_now() - se->held_since;
+	se->held_since = 0;
+	se->cont_held = 0;
+}
+
 /*
  * Starts a delivery round: every pending recipient goes into a job of its
  * destination (at most max_rcpts_per_transaction each), jobs wait in their
  * destination's FIFO for the pump; unroutable recipients are deferred now.
+ * Recipients for a tenant route held by continuity get no job; when every
+ * pending recipient is held the round does not count as an attempt.
  */
 static void
 sentry_dispatch(struct sentry *se)
@@ -923,12 +1027,14 @@ sentry_dispatch(struct sentry *se)
 	    (size_t)s->srv->cfg->max_rcpts_per_transaction : 1;
 	if (s->stopping || e->held || se->jobs > 0 || se->deleting)
 		return;
+	unsigned attempts = e->attempts;
+	time_t last_attempt = e->last_attempt;
 	e->attempts++;
 	e->last_attempt = sched_now();
 	e->next_attempt = 0;
 	struct job **round = xcalloc(e->env.nrcpts + 1, sizeof(*round));
 	struct job *local = NULL;
-	size_t nround = 0;
+	size_t nround = 0, nheld = 0;
 	for (size_t i = 0; i < e->env.nrcpts; i++) {
 		const char *why = NULL;
 		if (e->env.rcpts[i].state != RCPT_PENDING)
@@ -938,13 +1044,30 @@ sentry_dispatch(struct sentry *se)
 			continue;
 		}
 		struct dest *d = dest_for(s, e, e->env.rcpts[i].addr, &why);
-		if (d == NULL)
+		if (d != NULL && dest_held(s, e, d)) {
+			nheld++;
+			continue;
+		}
+		if (d != NULL && strncmp(d->key, "route:", 6) == 0 &&
+		    continuity_already_delivered(s->srv->continuity, e, i, &why))
+			local = local_skip(se, local, i, why);
+		else if (d == NULL)
 			local = local_defer(se, local, i, why);
 		else
 			job_add_rcpt(round_job(se, round, &nround, d, max), i);
 	}
-	for (size_t k = 0; k < nround; k++)
+	if (nheld > 0 && nround == 0 && local == NULL) {
+		free(round);
+		sentry_hold(se, attempts, last_attempt);
+		return;
+	}
+	if (nheld == 0)
+		sentry_unhold(se);
+	for (size_t k = 0; k < nround; k++) {
+		if (s->replaying && strncmp(round[k]->d->key, "route:", 6) == 0)
+			round[k]->d->replay = 1;
 		dest_enqueue(round[k]->d, round[k]);
+	}
 	free(round);
 	if (local != NULL)
 		job_results(local);
@@ -981,6 +1104,7 @@ struct arch_job {
 	char **mailboxes, **domains;
 	size_t nmailboxes, ndomains;
 	char *env_rcpts, *env_from;
+	char *sent_user;              /* submission: the sender's row goes to folder "Sent" */
 	const char *source;
 	int rc;
 	char *err;
@@ -998,6 +1122,7 @@ arch_job_free(struct arch_job *j)
 	free(j->domains);
 	free(j->env_rcpts);
 	free(j->env_from);
+	free(j->sent_user);
 	free(j->tenant);
 	free(j->err);
 	if (j->fd >= 0)
@@ -1023,7 +1148,7 @@ arch_job_mailboxes(struct arch_job *j, const struct queue_envelope *env)
 	j->mailboxes = xcalloc(env->nrcpts + 1, sizeof(*j->mailboxes));
 	int outbound = env->direction == QUEUE_OUTBOUND;
 	size_t internal = 0;
-	if (outbound && env->sender[0] != '\0' &&
+	if (outbound && env->sender[0] != '\0' && j->sent_user == NULL &&
 	    arch_in_domains(env->sender, j->domains, j->ndomains))
 		j->mailboxes[j->nmailboxes++] = str_lower(xstrdup(env->sender));
 	for (size_t i = 0; i < env->nrcpts; i++) {
@@ -1031,6 +1156,8 @@ arch_job_mailboxes(struct arch_job *j, const struct queue_envelope *env)
 		buf_appendf(&rc, "%s%s", i ? "," : "", a);
 		int ours = arch_in_domains(a, j->domains, j->ndomains);
 		internal += ours;
+		if (j->sent_user != NULL && strcasecmp(a, j->sent_user) == 0)
+			continue;       /* archived once more, as the sender's Sent copy */
 		if (!outbound || ours)
 			j->mailboxes[j->nmailboxes++] = str_lower(xstrdup(a));
 	}
@@ -1053,6 +1180,8 @@ arch_job_new(struct scheduler *s, struct queue_entry *e)
 	j->tenant = xstrdup(e->env.tenant);
 	j->size = e->body_size;
 	j->env_from = xstrdup(e->env.sender);
+	if (e->env.auth_user != NULL && *e->env.auth_user != '\0')
+		j->sent_user = str_lower(xstrdup(e->env.auth_user));
 	if (store_domain_list(s->srv->store, e->env.tenant, &doms, &nd) == 0) {
 		j->domains = xcalloc(nd + 1, sizeof(*j->domains));
 		for (size_t i = 0; i < nd; i++)
@@ -1093,7 +1222,20 @@ arch_job_work(void *arg)
 		.env_rcpts = j->env_rcpts, .queue_id = j->id, .unwrap_journal = 1,
 		.domains = (const char *const *)j->domains, .ndomains = j->ndomains,
 	};
-	j->rc = archive_ingest(j->archive, j->tenant, &it, &j->res, &j->err);
+	if (j->sent_user != NULL) {
+		/* Sent through submission: the sender's copy in its "Sent" folder. */
+		const char *const sender[1] = { j->sent_user };
+		struct archive_item sent = it;
+		sent.mailboxes = sender;
+		sent.nmailboxes = 1;
+		sent.folder = "Sent";
+		sent.unwrap_journal = 0;
+		j->rc = archive_ingest(j->archive, j->tenant, &sent, &j->res, &j->err);
+		if (j->rc == 0 && j->nmailboxes > 0)
+			j->rc = archive_ingest(j->archive, j->tenant, &it, &j->res, &j->err);
+	} else {
+		j->rc = archive_ingest(j->archive, j->tenant, &it, &j->res, &j->err);
+	}
 	free(raw);
 }
 
@@ -1111,6 +1253,8 @@ arch_job_done(void *arg)
 	if (s != NULL)
 		metrics_inc(j->rc == 0 ? &s->srv->metrics.archive_messages :
 		    &s->srv->metrics.archive_failures);
+	if (s != NULL && j->rc == 0 && s->srv->imap != NULL)
+		imap_server_notify(s->srv->imap, j->tenant);
 	if (s != NULL && j->rc == 0)
 		log_info("archived", "id=%s tenant=%s sha256=%s new=%d entries=%zu duplicates=%zu "
 		    "journal=%d", j->id, j->tenant, j->res.hash, j->res.blob_new, j->res.rows_new,
@@ -1172,6 +1316,7 @@ sched_on_ready(void *arg, struct queue_entry *e)
 	se->e = e;
 	se->timer = evtimer_new(s->srv->base, sentry_timer_cb, se);
 	e->sched_data = se;
+	continuity_note_queued(s->srv->continuity, e);
 	sched_archive_entry(se);
 	if (queue_entry_finished(e)) {         /* delivered before a restart: archive, remove */
 		sentry_remove_entry(se);
@@ -1337,6 +1482,7 @@ scheduler_delete(struct scheduler *s, const char *id)
 	struct sentry *se = e->sched_data;
 	if (se == NULL) {
 		log_info("deleted", "id=%s tenant=%s", e->env.id, log_str(or_dash(e->env.tenant)));
+		sched_note_deleted(s, e);
 		queue_entry_remove(s->srv->queue, e);
 		return 0;
 	}
@@ -1356,8 +1502,59 @@ scheduler_active(const struct scheduler *s)
 	return s->active;
 }
 
-/* Skeleton: replaced by the continuity failback replay. */
+struct release {
+	const char *tenant;
+	struct sentry **list;
+	size_t n, cap;
+};
+
+static void
+release_collect(void *arg, struct queue_entry *e)
+{
+	struct release *r = arg;
+	struct sentry *se = e->sched_data;
+	if (se == NULL || e->held || se->jobs > 0 || se->deleting || e->env.tenant == NULL ||
+	    strcmp(e->env.tenant, r->tenant) != 0 || queue_entry_finished(e))
+		return;
+	if (r->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 64;
+		r->list = xrealloc(r->list, r->cap * sizeof(*r->list));
+	}
+	r->list[r->n++] = se;
+}
+
+static int
+release_cmp(const void *a, const void *b)
+{
+	const struct queue_entry *x = (*(struct sentry *const *)a)->e;
+	const struct queue_entry *y = (*(struct sentry *const *)b)->e;
+	if (x->env.arrival != y->env.arrival)
+		return x->env.arrival < y->env.arrival ? -1 : 1;
+	return strcmp(x->env.id, y->env.id);
+}
+
+/*
+ * Failback: the tenant's waiting entries are dispatched now, oldest first,
+ * and the route destinations they fill serve one job at a time until their
+ * FIFO is empty, so the primary receives the mail in arrival order.
+ */
 void
 scheduler_release_tenant(struct scheduler *s, const char *tenant)
 {
+	struct release r = { .tenant = tenant };
+	if (s == NULL || s->stopping || tenant == NULL)
+		return;
+	queue_foreach(s->srv->queue, release_collect, &r);
+	if (r.n > 1)
+		qsort(r.list, r.n, sizeof(*r.list), release_cmp);
+	log_info("continuity_release", "tenant=%s entries=%zu", log_str(tenant), r.n);
+	s->replaying = 1;
+	for (size_t i = 0; i < r.n; i++) {
+		struct sentry *se = r.list[i];
+		evtimer_del(se->timer);
+		se->e->next_attempt = 0;
+		sentry_dispatch(se);
+	}
+	s->replaying = 0;
+	free(r.list);
 }

@@ -42,6 +42,7 @@ static const char *const cmd_names[SMTP_CMD_COUNT] = {
 	[SMTP_CMD_VRFY] = "VRFY",
 	[SMTP_CMD_HELP] = "HELP",
 	[SMTP_CMD_STARTTLS] = "STARTTLS",
+	[SMTP_CMD_AUTH] = "AUTH",
 };
 
 const char *

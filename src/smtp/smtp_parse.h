@@ -40,6 +40,7 @@ enum smtp_cmd {
 	SMTP_CMD_VRFY,
 	SMTP_CMD_HELP,
 	SMTP_CMD_STARTTLS,
+	SMTP_CMD_AUTH,           /* RFC 4954; submission only */
 	SMTP_CMD_COUNT,
 };
 

@@ -13,11 +13,17 @@
  *
  *	smtp_server_shutdown() closes the listeners and tells every session;
  *	smtp_server_free() closes whatever is still open.
+ *
+ *	submission_server_start() builds a second struct smtp_server for the
+ *	[submission] listen addresses (RFC 6409) with `submission` set: the
+ *	same sessions and limits, in submission mode (AUTH after STARTTLS, a
+ *	signed-in continuity user as the sender; see smtp_session.c).
  */
 #include "smtp/smtp_server.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,6 +35,7 @@
 #include "lib/log.h"
 #include "lib/mem.h"
 #include "lib/netaddr.h"
+#include "lib/strutil.h"
 #include "server.h"
 #include "smtp/smtp_session.h"
 
@@ -84,8 +91,9 @@ smtp_server_accept_error(struct evconnlistener *l, void *arg)
 	log_error("smtp_accept", "error=%s", evutil_socket_error_to_string(err));
 }
 
+/* what: "smtp" or "submission", for messages. */
 static int
-smtp_server_listen(struct smtp_server *s, const char *addr, char **err_r)
+smtp_server_listen(struct smtp_server *s, const char *what, const char *addr, char **err_r)
 {
 	char host[256];
 	int port;
@@ -95,7 +103,7 @@ smtp_server_listen(struct smtp_server *s, const char *addr, char **err_r)
 	    netaddr_to_sockaddr(host, port, &ss, &sslen) < 0) {
 		size_t n = strlen(addr) + 64;
 		*err_r = xmalloc(n);
-		snprintf(*err_r, n, "smtp listen %s: not a numeric host:port", addr);
+		snprintf(*err_r, n, "%s listen %s: not a numeric host:port", what, addr);
 		return -1;
 	}
 	struct evconnlistener *l = evconnlistener_new_bind(s->srv->base, smtp_server_accept, s,
@@ -104,12 +112,12 @@ smtp_server_listen(struct smtp_server *s, const char *addr, char **err_r)
 	if (l == NULL) {
 		size_t n = strlen(addr) + 128;
 		*err_r = xmalloc(n);
-		snprintf(*err_r, n, "smtp listen %s: %s", addr, strerror(errno));
+		snprintf(*err_r, n, "%s listen %s: %s", what, addr, strerror(errno));
 		return -1;
 	}
 	evconnlistener_set_error_cb(l, smtp_server_accept_error);
 	s->listeners[s->nlisteners++] = l;
-	log_info("smtp_listen", "addr=%s", addr);
+	log_info(s->submission ? "submission_listen" : "smtp_listen", "addr=%s", addr);
 	return 0;
 }
 
@@ -119,7 +127,7 @@ smtp_server_start(struct server *srv, struct smtp_server **s_r, char **err_r)
 	struct smtp_server *s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	for (int i = 0; i < srv->cfg->smtp_listen_count; i++) {
-		if (smtp_server_listen(s, srv->cfg->smtp_listen[i], err_r) < 0) {
+		if (smtp_server_listen(s, "smtp", srv->cfg->smtp_listen[i], err_r) < 0) {
 			smtp_server_free(&s);
 			return -1;
 		}
@@ -171,10 +179,42 @@ smtp_server_sessions(const struct smtp_server *s)
 	return s != NULL ? s->nsessions : 0;
 }
 
-/* Skeleton: replaced by the submission implementation. */
+/* Binds every address of the comma-separated [submission] listen. */
+static int
+submission_listen_all(struct smtp_server *s, const char *list, char **err_r)
+{
+	char *copy = xstrdup(list), *save = NULL;
+	int rc = 0;
+	for (char *a = strtok_r(copy, ",", &save); a != NULL && rc == 0;
+	    a = strtok_r(NULL, ",", &save)) {
+		char *addr = str_trim(a);
+		if (*addr == '\0')
+			continue;
+		if (s->nlisteners == CONFIG_MAX_LISTEN) {
+			*err_r = xstrdup("submission listen: too many addresses");
+			rc = -1;
+		} else {
+			rc = smtp_server_listen(s, "submission", addr, err_r);
+		}
+	}
+	free(copy);
+	return rc;
+}
+
 int
 submission_server_start(struct server *srv, struct smtp_server **s_r, char **err_r)
 {
 	*s_r = NULL;
+	const char *list = srv->cfg->submission_listen;
+	if (list == NULL || list[strspn(list, " ,\t")] == '\0')
+		return 0;
+	struct smtp_server *s = xcalloc(1, sizeof(*s));
+	s->srv = srv;
+	s->submission = 1;
+	if (submission_listen_all(s, list, err_r) < 0) {
+		smtp_server_free(&s);
+		return -1;
+	}
+	*s_r = s;
 	return 0;
 }

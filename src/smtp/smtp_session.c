@@ -10,6 +10,13 @@
  *	cmd_table[], in the OpenSMTPD way.  Message content is streamed into
  *	a queue writer as it arrives, never held whole in memory.
  *
+ *	A session of the submission listener (RFC 6409, smtp_server.c) runs
+ *	the same machine with `submission` set: EHLO offers AUTH PLAIN LOGIN
+ *	once TLS is up, MAIL needs a signed-in continuity user (see the AUTH
+ *	section below) whose address or alias is the sender, every recipient
+ *	is for the user's tenant (inbound for its own domains, else outbound),
+ *	and the queue entry carries env.auth_user.  Port 25 offers no AUTH.
+ *
  * STATES
  *
  *	   accept ──220──▶ GREETING ◀───────── STARTTLS_HANDSHAKE
@@ -41,12 +48,16 @@
  *	COMMITTING → READY                      commit_done
  *	GREETING/READY → STARTTLS_HANDSHAKE     proceed_starttls
  *	STARTTLS_HANDSHAKE → GREETING           on_event (BEV_EVENT_CONNECTED)
+ *	READY → AUTH → AUTH_CHECK → READY       proceed_auth, auth_response,
+ *	                                        auth_verified / auth_delay_done
+ *	                                        (submission only)
  *
  * INVARIANTS
  *	txn.w != NULL only in DATA, BDAT_CHUNK, BDAT and COMMITTING (until
  *	queue_writer_commit takes it) and only while txn.error_reply == NULL.
- *	commit_pending ⇔ a queue commit callback is outstanding; the struct is
- *	freed only when the connection is closed and !commit_pending.
+ *	commit_pending ⇔ a queue commit callback is outstanding, auth_pending ⇔
+ *	a sign-in callback is; the struct is freed only when the connection is
+ *	closed and neither is (session_busy).
  *	Only event callbacks (read, write, event, commit) free a session, never
  *	code running inside process_input(), so a session pointer held during
  *	a callback stays valid until it returns.
@@ -59,6 +70,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -67,8 +79,12 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sodium.h>
 
+#include "audit/audit.h"
+#include "auth/auth.h"
 #include "config/config.h"
+#include "continuity/continuity.h"
 #include "lib/buf.h"
 #include "lib/id.h"
 #include "lib/log.h"
@@ -93,13 +109,15 @@ enum smtp_state {
 	S_BDAT_CHUNK,
 	S_COMMITTING,
 	S_STARTTLS_HANDSHAKE,
+	S_AUTH,                              /* submission: reading a SASL response line */
+	S_AUTH_CHECK,                        /* submission: verifying, or the failure delay */
 	S_QUIT,
 	S_CLOSED,
 };
 
 static const char *const state_names[] = {
 	"GREETING", "READY", "MAIL", "RCPT", "DATA", "BDAT", "BDAT_CHUNK", "COMMITTING",
-	"STARTTLS_HANDSHAKE", "QUIT", "CLOSED",
+	"STARTTLS_HANDSHAKE", "AUTH", "AUTH_CHECK", "QUIT", "CLOSED",
 };
 
 /* Where the byte scanner of DATA/BDAT content is within a line. */
@@ -150,6 +168,20 @@ struct smtp_session {
 	char *line;                          /* max_line_length + 3 */
 	unsigned nerrors, ncmds, nmsgs, nrcpts;
 	struct smtp_txn txn;
+	/* submission mode (RFC 6409, RFC 4954) */
+	int submission;
+	int auth_pending;                    /* an auth_password_verify_async callback is outstanding */
+	int auth_in_call;                    /* inside auth_password_verify_async (sync callback) */
+	int auth_mech;                       /* AUTH_MECH_*, while S_AUTH */
+	char *auth_try;                      /* the user name being tried (LOGIN: read first) */
+	unsigned auth_failures;
+	struct event *auth_delay;            /* failure delay timer (owned) */
+	const char *auth_delay_reply;        /* static text sent when the delay ends */
+	struct event *quit_ev;               /* TLS: closes once the last reply is sent (owned) */
+	struct evbuffer_cb_entry *quit_cb;   /* on the socket bufferevent's output, or NULL */
+	char *auth_addr;                     /* signed-in user's primary address, or NULL */
+	char *auth_tenant;
+	long long auth_uid;
 };
 
 typedef int cmd_check_fn(struct smtp_session *, const char *args);
@@ -263,6 +295,7 @@ waiting_for_command(const struct smtp_session *sess)
 	case S_MAIL:
 	case S_RCPT:
 	case S_BDAT:
+	case S_AUTH:
 		return 1;
 	default:
 		return 0;
@@ -280,6 +313,13 @@ session_quit(struct smtp_session *sess, const char *fmt_reply)
 }
 
 /* ---- lifetime --------------------------------------------------------- */
+
+/* A callback that will use the session is outstanding (queue commit, sign-in). */
+static int
+session_busy(const struct smtp_session *sess)
+{
+	return sess->commit_pending || sess->auth_pending;
+}
 
 static void
 session_unlink(struct smtp_session *sess)
@@ -302,6 +342,13 @@ session_free(struct smtp_session *sess)
 {
 	session_unlink(sess);
 	txn_reset(sess);
+	if (sess->auth_delay != NULL)
+		event_free(sess->auth_delay);
+	if (sess->quit_ev != NULL)
+		event_free(sess->quit_ev);
+	free(sess->auth_try);
+	free(sess->auth_addr);
+	free(sess->auth_tenant);
 	free(sess->helo);
 	free(sess->line);
 	free(sess);
@@ -312,6 +359,10 @@ static void
 session_close(struct smtp_session *sess, const char *why)
 {
 	if (sess->bev != NULL) {
+		if (sess->quit_cb != NULL)
+			evbuffer_remove_cb_entry(bufferevent_get_output(
+			    bufferevent_get_underlying(sess->bev)), sess->quit_cb);
+		sess->quit_cb = NULL;
 		bufferevent_free(sess->bev);
 		sess->bev = NULL;
 		log_info("disconnect", "session=%s client=%s helo=%s reason=%s tls=%s commands=%u "
@@ -323,7 +374,7 @@ session_close(struct smtp_session *sess, const char *why)
 		}
 	}
 	sess->state = S_CLOSED;
-	if (!sess->commit_pending)
+	if (!session_busy(sess))
 		session_free(sess);
 }
 
@@ -480,14 +531,16 @@ rfc5322_date(time_t now, char *out, size_t size)
 	    months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
+/* RFC 3848 "with" keyword: an authenticated client adds "A". */
 static const char *
 protocol_name(const struct smtp_session *sess)
 {
+	int a = sess->auth_addr != NULL;
 	if (sess->txn.mail.smtputf8)
-		return sess->tls ? "UTF8SMTPS" : "UTF8SMTP";
+		return sess->tls ? (a ? "UTF8SMTPSA" : "UTF8SMTPS") : (a ? "UTF8SMTPA" : "UTF8SMTP");
 	if (!sess->esmtp)
 		return sess->tls ? "SMTPS" : "SMTP";
-	return sess->tls ? "ESMTPS" : "ESMTP";
+	return sess->tls ? (a ? "ESMTPSA" : "ESMTPS") : (a ? "ESMTPA" : "ESMTP");
 }
 
 /* RFC 5321 4.4 trace header, written before the client's bytes. */
@@ -548,11 +601,15 @@ static void
 log_received(struct smtp_session *sess, double commit_ms)
 {
 	struct smtp_txn *t = &sess->txn;
+	/* Submission adds the signed-in user; port 25 lines stay as they were. */
+	char auth[SMTP_PATH_MAX + 16] = "";
+	if (sess->auth_addr != NULL)
+		snprintf(auth, sizeof(auth), " auth_user=%s", log_str(sess->auth_addr));
 	log_info("received", "id=%s tenant=%s direction=%s from=%s nrcpt=%zu size=%" PRIu64
-	    " client=%s helo=%s tls=%s commit_ms=%.1f session=%s replied=%s", t->qid,
+	    " client=%s helo=%s tls=%s commit_ms=%.1f session=%s replied=%s%s", t->qid,
 	    log_str(t->tenant), queue_direction_name(t->dir), log_str(t->sender), t->nrcpts,
 	    t->size, sess->ip, log_str(sess->helo), sess->tls ? "yes" : "no", commit_ms, sess->id,
-	    sess->bev != NULL ? "yes" : "no");
+	    sess->bev != NULL ? "yes" : "no", auth);
 }
 
 static void
@@ -580,7 +637,8 @@ commit_done(void *arg, int error)
 	}
 	txn_reset(sess);
 	if (sess->state == S_CLOSED) {
-		session_free(sess);
+		if (!session_busy(sess))
+			session_free(sess);
 		return;
 	}
 	session_enter(sess, idle_state(sess));
@@ -604,6 +662,7 @@ fill_envelope(struct smtp_session *sess, struct queue_envelope *env)
 	env->body_8bit = t->mail.body == SMTP_BODY_8BITMIME || t->mail.body == SMTP_BODY_BINARYMIME;
 	env->client_addr = sess->ip;
 	env->client_helo = sess->helo;
+	env->auth_user = sess->auth_addr;
 	env->arrival = time(NULL);
 	env->rcpts = t->rcpts;
 	env->nrcpts = t->nrcpts;
@@ -670,7 +729,10 @@ check_mail(struct smtp_session *sess, const char *args)
 {
 	switch (sess->state) {
 	case S_READY:
-		return 0;
+		if (!sess->submission || sess->auth_addr != NULL)
+			return 0;
+		reply(sess, "530 5.7.0 Authentication required");
+		return -1;
 	case S_GREETING:
 		reply(sess, "503 5.5.1 Error: send HELO/EHLO first");
 		return -1;
@@ -717,6 +779,14 @@ check_data(struct smtp_session *sess, const char *args)
 	}
 }
 
+/* Submission always offers STARTTLS (AUTH needs it); port 25 per [smtp] starttls. */
+static int
+starttls_offered(const struct smtp_session *sess)
+{
+	return sess->main->tls != NULL && sess->main->tls->server != NULL &&
+	    (sess->submission || sess->cfg->smtp_starttls);
+}
+
 static int
 check_starttls(struct smtp_session *sess, const char *args)
 {
@@ -726,8 +796,7 @@ check_starttls(struct smtp_session *sess, const char *args)
 		reply(sess, "503 5.5.1 Error: TLS already active");
 		return -1;
 	}
-	if (sess->main->tls == NULL || sess->main->tls->server == NULL ||
-	    !sess->cfg->smtp_starttls) {
+	if (!starttls_offered(sess)) {
 		reply(sess, "454 4.7.0 TLS not available");
 		return -1;
 	}
@@ -778,12 +847,47 @@ proceed_ehlo(struct smtp_session *sess, const char *args)
 	kw[n++] = "ENHANCEDSTATUSCODES";
 	kw[n++] = "CHUNKING";
 	kw[n++] = "DSN";
-	if (!sess->tls && sess->cfg->smtp_starttls && sess->main->tls != NULL &&
-	    sess->main->tls->server != NULL)
+	if (!sess->tls && starttls_offered(sess))
 		kw[n++] = "STARTTLS";
+	if (sess->submission && sess->tls)
+		kw[n++] = "AUTH PLAIN LOGIN";
 	reply(sess, "250-%s Hello %s [%s]", sess->cfg->hostname, sess->helo, sess->ip);
 	for (int i = 0; i < n; i++)
 		reply(sess, "250%c%s", i == n - 1 ? ' ' : '-', kw[i]);
+}
+
+/* 1 when addr is the signed-in user's address or one of its aliases, 0 not, -1 error. */
+static int
+submission_owns(struct smtp_session *sess, const char *addr)
+{
+	if (strcasecmp(addr, sess->auth_addr) == 0)
+		return 1;
+	char **aliases = NULL;
+	size_t n = 0;
+	if (store_user_aliases(sess->main->store, sess->auth_uid, &aliases, &n) < 0)
+		return -1;
+	int owned = 0;
+	for (size_t i = 0; i < n && !owned; i++)
+		owned = strcasecmp(addr, aliases[i]) == 0;
+	store_strings_free(aliases, n);
+	return owned;
+}
+
+/* Submission: the envelope sender must belong to the signed-in user.  1 ok, else replied. */
+static int
+submission_sender_check(struct smtp_session *sess, const struct smtp_path *path)
+{
+	int owned = path->null_path ? 0 : submission_owns(sess, path->addr);
+	if (owned == 1)
+		return 1;
+	if (owned < 0) {
+		reply(sess, "451 4.3.0 Temporary lookup failure");
+		return -1;
+	}
+	reply(sess, "553 5.7.1 Sender address not owned by user");
+	log_reject(sess, "sender_not_owned", path->addr);
+	COUNT(sess, messages_rejected, 1);
+	return 0;
 }
 
 static void
@@ -801,6 +905,8 @@ proceed_mail(struct smtp_session *sess, const char *args)
 		COUNT(sess, messages_rejected, 1);
 		return;
 	}
+	if (sess->submission && submission_sender_check(sess, &m.path) != 1)
+		return;
 	txn_reset(sess);
 	sess->txn.mail = m;
 	sess->txn.sender = xstrdup(m.path.addr);
@@ -873,11 +979,41 @@ rcpt_check_tenant(struct smtp_session *sess, const struct smtp_rcpt *r, char **t
  * MTA tries an MX of the right region and nothing is stored here.
  * Returns 1 accepted, 0 refused (reply sent), -1 lookup failure (reply sent).
  */
+/*
+ * Submission: every recipient is for the signed-in user's tenant, inbound
+ * when its domain is one of the tenant's (delivered through the tenant
+ * route, like a relay client's mail to its own domains), outbound otherwise
+ * (any other domain, another tenant's included: it leaves this tenant).
+ */
+static int
+rcpt_policy_submission(struct smtp_session *sess, const struct smtp_rcpt *r, char **tenant_r,
+    enum queue_direction *dir_r)
+{
+	char *owner = NULL;
+	if (r->path.postmaster) {
+		reply(sess, "550 5.1.3 <%s>: Recipient address rejected: domain required",
+		    r->path.addr);
+		return 0;
+	}
+	int found = store_domain_tenant(sess->main->store, r->path.domain, &owner);
+	if (found < 0) {
+		reply(sess, "451 4.3.0 Temporary lookup failure");
+		return -1;
+	}
+	int own = found == 1 && owner != NULL && strcmp(owner, sess->auth_tenant) == 0;
+	free(owner);
+	*tenant_r = xstrdup(sess->auth_tenant);
+	*dir_r = own ? QUEUE_INBOUND : QUEUE_OUTBOUND;
+	return rcpt_check_tenant(sess, r, tenant_r, own);
+}
+
 static int
 rcpt_policy(struct smtp_session *sess, const struct smtp_rcpt *r, char **tenant_r,
     enum queue_direction *dir_r)
 {
 	struct store *st = sess->main->store;
+	if (sess->submission)
+		return rcpt_policy_submission(sess, r, tenant_r, dir_r);
 	int found = r->path.postmaster ? 0 : store_domain_tenant(st, r->path.domain, tenant_r);
 	if (found == 1) {
 		*dir_r = QUEUE_INBOUND;
@@ -1059,7 +1195,7 @@ static void
 proceed_help(struct smtp_session *sess, const char *args)
 {
 	reply(sess, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY "
-	    "HELP STARTTLS");
+	    "HELP STARTTLS%s", sess->submission ? " AUTH" : "");
 }
 
 static void
@@ -1102,6 +1238,263 @@ proceed_starttls(struct smtp_session *sess, const char *args)
 	bufferevent_set_timeouts(tb, &tv, &tv);
 }
 
+/* ---- AUTH (submission only; RFC 4954, PLAIN RFC 4616, LOGIN) ---------
+ *
+ *	READY ──AUTH mech──▶ AUTH ──response line(s)──▶ AUTH_CHECK
+ *	  ▲  (334 challenge)   │ "*" / bad base64: 501        │ auth_verified:
+ *	  │                    ▼                              │  ok: 235
+ *	  └──────────────── READY ◀───────────────────────────┤
+ *	                                                      │  refused: timer
+ *	  READY ◀── 535 / 454 after AUTH_FAILURE_DELAY ───────┘  (3rd: 421, QUIT)
+ *
+ * Credentials go to auth_password_verify_async() (lockout, the
+ * "auth.password" audit entry); a good password still needs a stored tenant
+ * user whose organisation is in continuity (continuity_user_active).
+ */
+
+enum { AUTH_MECH_PLAIN = 1, AUTH_MECH_LOGIN };
+
+#define AUTH_MAX_FAILURES 3
+#define AUTH_FAILURE_DELAY_MS 1000
+
+static const char auth_reply_invalid[] = "535 5.7.8 Authentication credentials invalid";
+static const char auth_reply_inactive[] =
+    "454 4.7.0 Continuity is not active for your organisation";
+
+static int
+check_auth(struct smtp_session *sess, const char *args)
+{
+	if (check_not_bdat(sess, args) < 0)
+		return -1;
+	if (!sess->tls) {
+		reply(sess, "530 5.7.0 Must issue a STARTTLS command first");
+		return -1;
+	}
+	if (sess->auth_addr != NULL) {
+		reply(sess, "503 5.5.1 Error: already authenticated");
+		return -1;
+	}
+	if (sess->state == S_GREETING) {
+		reply(sess, "503 5.5.1 Error: send EHLO first");
+		return -1;
+	}
+	if (sess->state != S_READY) {
+		reply(sess, "503 5.5.1 Error: MAIL transaction in progress");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+auth_forget_try(struct smtp_session *sess)
+{
+	free(sess->auth_try);
+	sess->auth_try = NULL;
+}
+
+/* Ends the exchange without a verdict (not counted as a failure). */
+static void
+auth_abort(struct smtp_session *sess, const char *reply_text)
+{
+	auth_forget_try(sess);
+	reply(sess, "%s", reply_text);
+	session_enter(sess, idle_state(sess));
+}
+
+/* The delayed answer to a refused sign-in. */
+static void
+auth_delay_finish(struct smtp_session *sess)
+{
+	reply(sess, "%s", sess->auth_delay_reply);
+	if (sess->auth_failures >= AUTH_MAX_FAILURES) {
+		log_reject(sess, "auth_failures", NULL);
+		session_quit(sess, "421 4.7.0 Error: too many authentication failures");
+		return;
+	}
+	session_enter(sess, idle_state(sess));
+}
+
+static void
+auth_delay_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *sess = arg;
+	if (sess->bev == NULL || sess->state != S_AUTH_CHECK)
+		return;
+	auth_delay_finish(sess);
+	process_input(sess);
+}
+
+/* A refused sign-in: logged, counted, answered after AUTH_FAILURE_DELAY_MS. */
+static void
+auth_fail(struct smtp_session *sess, const char *reply_text, const char *reason)
+{
+	sess->auth_failures++;
+	log_info("submission_auth", "outcome=failed user=%s client=%s reason=%s failures=%u "
+	    "session=%s", log_str(sess->auth_try), sess->ip, log_str(reason), sess->auth_failures,
+	    sess->id);
+	auth_forget_try(sess);
+	sess->auth_delay_reply = reply_text;
+	session_enter(sess, S_AUTH_CHECK);
+	if (sess->auth_delay == NULL)
+		sess->auth_delay = evtimer_new(sess->main->base, auth_delay_done, sess);
+	struct timeval tv = { AUTH_FAILURE_DELAY_MS / 1000, (AUTH_FAILURE_DELAY_MS % 1000) * 1000 };
+	if (sess->auth_delay == NULL || evtimer_add(sess->auth_delay, &tv) < 0)
+		auth_delay_finish(sess);       /* no timer: answer now */
+}
+
+static void
+auth_success(struct smtp_session *sess, const struct principal *p)
+{
+	sess->auth_addr = xstrdup(p->actor);
+	sess->auth_tenant = xstrdup(p->tenant);
+	sess->auth_uid = p->user_id;
+	auth_forget_try(sess);
+	(void)audit_record_tenant(sess->main, p, p->tenant, "submission.auth", p->actor, "ok",
+	    NULL);
+	continuity_note_signin(sess->main->continuity, p->tenant, p->actor, "submission");
+	log_info("submission_auth", "outcome=ok user=%s tenant=%s client=%s session=%s",
+	    log_str(p->actor), log_str(p->tenant), sess->ip, sess->id);
+	reply(sess, "235 2.7.0 Authentication successful");
+	session_enter(sess, idle_state(sess));
+}
+
+/* 1 when the signed-in principal may use submission now. */
+static int
+auth_continuity_active(struct smtp_session *sess, const struct principal *p)
+{
+	return sess->main->continuity != NULL &&
+	    continuity_user_active(sess->main->continuity, p->tenant, p->actor) == 1;
+}
+
+/* auth_password_verify_async() callback; may run inside the call itself. */
+static void
+auth_verified(void *arg, int ok, struct principal *p, const char *reason)
+{
+	struct smtp_session *sess = arg;
+	sess->auth_pending = 0;
+	if (sess->state == S_CLOSED) {
+		if (!session_busy(sess))
+			session_free(sess);
+		return;
+	}
+	if (!ok) {
+		auth_fail(sess, auth_reply_invalid, reason);
+	} else if (p->user_id <= 0 || p->tenant == NULL) {
+		auth_fail(sess, auth_reply_invalid, "not a tenant user");
+	} else if (!auth_continuity_active(sess, p)) {
+		(void)audit_record_tenant(sess->main, p, p->tenant, "submission.auth", p->actor,
+		    "refused", "continuity not active");
+		auth_fail(sess, auth_reply_inactive, "continuity not active");
+	} else {
+		auth_success(sess, p);
+	}
+	if (!sess->auth_in_call && sess->state != S_AUTH_CHECK)
+		process_input(sess);
+}
+
+/* Starts the verification of user (sess->auth_try) and password. */
+static void
+auth_check(struct smtp_session *sess, const char *password)
+{
+	if (sess->auth_try == NULL || sess->auth_try[0] == '\0' || password[0] == '\0') {
+		auth_fail(sess, auth_reply_invalid, "empty user or password");
+		return;
+	}
+	session_enter(sess, S_AUTH_CHECK);
+	sess->auth_pending = 1;
+	sess->auth_in_call = 1;
+	auth_password_verify_async(sess->main, sess->auth_try, password, NULL, sess->ip,
+	    auth_verified, sess);
+	sess->auth_in_call = 0;
+}
+
+/* RFC 4616: [authzid] NUL authcid NUL passwd; the authzid may only name the authcid. */
+static void
+auth_plain(struct smtp_session *sess, const char *msg, size_t n)
+{
+	size_t zl = strnlen(msg, n);
+	size_t cl = zl < n ? strnlen(msg + zl + 1, n - zl - 1) : 0;
+	if (zl >= n || zl + 1 + cl >= n || strlen(msg + zl + 1 + cl + 1) != n - zl - cl - 2) {
+		auth_abort(sess, "501 5.5.2 Invalid PLAIN response");
+		return;
+	}
+	const char *authz = msg, *authc = msg + zl + 1, *pass = authc + cl + 1;
+	sess->auth_try = xstrdup(authc);
+	if (authz[0] != '\0' && strcasecmp(authz, authc) != 0) {
+		auth_fail(sess, auth_reply_invalid, "authorization identity differs");
+		return;
+	}
+	auth_check(sess, pass);
+}
+
+/* Decodes base64 into out (NUL-terminated, size >= len + 1).  0, or -1 when malformed. */
+static int
+auth_base64(const char *in, size_t len, char *out, size_t size, size_t *n_r)
+{
+	const char *end = NULL;
+	*n_r = 0;
+	if (len == 1 && in[0] == '=') {             /* RFC 4954 4: an empty response */
+		out[0] = '\0';
+		return 0;
+	}
+	if (sodium_base642bin((unsigned char *)out, size - 1, in, len, NULL, n_r, &end,
+	    sodium_base64_VARIANT_ORIGINAL) != 0 || end != in + len)
+		return -1;
+	out[*n_r] = '\0';
+	return 0;
+}
+
+/* One SASL response (an initial response or a line read in S_AUTH). */
+static void
+auth_response(struct smtp_session *sess, const char *line, size_t len)
+{
+	if (len == 1 && line[0] == '*') {
+		auth_abort(sess, "501 5.7.0 Authentication aborted");
+		return;
+	}
+	size_t size = len + 1, n;
+	char *msg = xmalloc(size);
+	if (auth_base64(line, len, msg, size, &n) < 0) {
+		auth_abort(sess, "501 5.5.2 Cannot decode response");
+	} else if (sess->auth_mech == AUTH_MECH_PLAIN) {
+		auth_plain(sess, msg, n);
+	} else if (sess->auth_try == NULL) {
+		sess->auth_try = xstrdup(msg);           /* LOGIN: the user name */
+		reply(sess, "334 UGFzc3dvcmQ6");
+		session_enter(sess, S_AUTH);
+	} else {
+		auth_check(sess, msg);                   /* LOGIN: the password */
+	}
+	sodium_memzero(msg, size);
+	free(msg);
+}
+
+static void
+proceed_auth(struct smtp_session *sess, const char *args)
+{
+	size_t ml = strcspn(args, " ");
+	const char *ir = args + ml;
+	while (*ir == ' ')
+		ir++;
+	if (ml == 5 && strncasecmp(args, "PLAIN", 5) == 0) {
+		sess->auth_mech = AUTH_MECH_PLAIN;
+	} else if (ml == 5 && strncasecmp(args, "LOGIN", 5) == 0) {
+		sess->auth_mech = AUTH_MECH_LOGIN;
+	} else if (ml == 0) {
+		reply(sess, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+		return;
+	} else {
+		reply(sess, "504 5.5.4 Unrecognized authentication type");
+		return;
+	}
+	auth_forget_try(sess);
+	session_enter(sess, S_AUTH);
+	if (*ir != '\0')
+		auth_response(sess, ir, strlen(ir));
+	else
+		reply(sess, "%s", sess->auth_mech == AUTH_MECH_PLAIN ? "334 " : "334 VXNlcm5hbWU6");
+}
+
 static const struct smtp_cmd_def cmd_table[SMTP_CMD_COUNT] = {
 	[SMTP_CMD_HELO] = { SMTP_CMD_HELO, "HELO", check_not_bdat, proceed_helo },
 	[SMTP_CMD_EHLO] = { SMTP_CMD_EHLO, "EHLO", check_not_bdat, proceed_ehlo },
@@ -1115,6 +1508,7 @@ static const struct smtp_cmd_def cmd_table[SMTP_CMD_COUNT] = {
 	[SMTP_CMD_VRFY] = { SMTP_CMD_VRFY, "VRFY", check_not_bdat, proceed_vrfy },
 	[SMTP_CMD_HELP] = { SMTP_CMD_HELP, "HELP", check_any, proceed_help },
 	[SMTP_CMD_STARTTLS] = { SMTP_CMD_STARTTLS, "STARTTLS", check_starttls, proceed_starttls },
+	[SMTP_CMD_AUTH] = { SMTP_CMD_AUTH, "AUTH", check_auth, proceed_auth },
 };
 
 static void
@@ -1124,6 +1518,12 @@ dispatch(struct smtp_session *sess, const char *line, size_t len)
 	sess->ncmds++;
 	if (smtp_parse_command(line, len, &cl) != SMTP_PERR_OK) {
 		reply(sess, "%s", smtp_perr_reply(SMTP_PERR_LINE, 0));
+		return;
+	}
+	if (cl.cmd == SMTP_CMD_AUTH && !sess->submission) {
+		/* Port 25 offers no AUTH; never log the line (it may hold credentials). */
+		reply(sess, "500 5.5.1 Error: command not recognized");
+		log_debug("smtp_unknown", "session=%s line=AUTH", sess->id);
 		return;
 	}
 	if (cl.cmd == SMTP_CMD_UNKNOWN || cmd_table[cl.cmd].proceed == NULL) {
@@ -1217,7 +1617,14 @@ feed_command(struct smtp_session *sess, struct evbuffer *in)
 		session_quit(sess, "421 4.3.2 Service shutting down");
 		return 0;
 	}
-	dispatch(sess, sess->line, len);
+	/* SASL responses and AUTH initial responses carry credentials. */
+	int secret = sess->state == S_AUTH || (len >= 4 && strncasecmp(sess->line, "AUTH", 4) == 0);
+	if (sess->state == S_AUTH)
+		auth_response(sess, sess->line, len);
+	else
+		dispatch(sess, sess->line, len);
+	if (secret)
+		sodium_memzero(sess->line, len);
 	return 1;
 }
 
@@ -1257,11 +1664,47 @@ on_read(struct bufferevent *bev, void *arg)
 }
 
 static void
+quit_flushed(evutil_socket_t fd, short what, void *arg)
+{
+	session_close(arg, "quit");
+}
+
+static void
+quit_drain_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct smtp_session *sess = arg;
+	/* Not from inside the buffer's own drain: close from the loop. */
+	if (evbuffer_get_length(b) == 0)
+		event_active(sess->quit_ev, EV_TIMEOUT, 0);
+}
+
+/*
+ * Under TLS the filter's write callback fires once the last reply is
+ * encrypted into the socket bufferevent below it, not once it is sent:
+ * 1 while that one still holds bytes (the close then waits for them).
+ */
+static int
+quit_wait_flush(struct smtp_session *sess)
+{
+	struct bufferevent *under = bufferevent_get_underlying(sess->bev);
+	if (under == NULL || evbuffer_get_length(bufferevent_get_output(under)) == 0)
+		return 0;
+	if (sess->quit_ev != NULL)
+		return 1;
+	sess->quit_ev = event_new(sess->main->base, -1, 0, quit_flushed, sess);
+	if (sess->quit_ev == NULL)
+		return 0;
+	sess->quit_cb = evbuffer_add_cb(bufferevent_get_output(under), quit_drain_cb, sess);
+	return sess->quit_cb != NULL;
+}
+
+static void
 on_write(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session *sess = arg;
 	if (sess->state == S_QUIT) {
-		session_close(sess, "quit");
+		if (!quit_wait_flush(sess))
+			session_close(sess, "quit");
 		return;
 	}
 	if (sess->out_paused) {
@@ -1288,7 +1731,7 @@ on_tls_ready(struct smtp_session *sess)
 static void
 on_timeout(struct smtp_session *sess)
 {
-	if (sess->state == S_COMMITTING) {
+	if (sess->state == S_COMMITTING || sess->state == S_AUTH_CHECK) {
 		/* The wait is ours, not the client's. */
 		bufferevent_enable(sess->bev, EV_READ);
 		return;
@@ -1354,6 +1797,7 @@ smtp_session_new(struct smtp_server *s, evutil_socket_t fd, const struct sockadd
 	memcpy(&sess->ss, sa, salen < (socklen_t)sizeof(sess->ss) ? salen : sizeof(sess->ss));
 	netaddr_format(sa, sess->ip, sizeof(sess->ip));
 	sess->line = xmalloc(sess->cfg->max_line_length + 3);
+	sess->submission = s->submission;
 	sess->next = s->sessions;
 	if (s->sessions != NULL)
 		s->sessions->prev = sess;
@@ -1384,14 +1828,14 @@ void
 smtp_session_close_detach(struct smtp_session *sess)
 {
 	session_unlink(sess);
-	if (!sess->commit_pending) {
+	if (!session_busy(sess)) {
 		if (sess->bev != NULL)
 			session_close(sess, "server_stop");   /* frees it */
 		else
 			session_free(sess);
 		return;
 	}
-	/* A committing session lingers detached: commit_done() frees it. */
+	/* A committing (or signing-in) session lingers detached: its callback frees it. */
 	if (sess->bev != NULL)
 		session_close(sess, "server_stop");
 	sess->srv = NULL;

@@ -6,6 +6,8 @@
  * (unlinking itself from the server's list).  A session waiting for a queue
  * commit outlives its connection until the commit callback has run.
  * struct smtp_server is defined here because both files use its fields.
+ * A server with `submission` set runs its sessions in submission mode
+ * (RFC 6409: AUTH after STARTTLS, sender owned by the signed-in user).
  */
 #ifndef MAILARK_SMTP_SMTP_SESSION_H
 #define MAILARK_SMTP_SMTP_SESSION_H
@@ -26,6 +28,7 @@ struct smtp_server {
 	struct smtp_session *sessions;   /* doubly linked list of live connections */
 	unsigned nsessions;
 	int shutting_down;
+	int submission;                  /* RFC 6409 listener: sessions need AUTH */
 };
 
 /* Takes ownership of fd. */

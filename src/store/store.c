@@ -24,7 +24,7 @@
 #include "lib/netaddr.h"
 #include "lib/strutil.h"
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 #define STORE_TENANT_MAX 63
 #define STORE_DOMAIN_MAX 253
 
@@ -179,6 +179,54 @@ static const char *const store_migration[STORE_SCHEMA_VERSION] = {
 	"  last_sync INTEGER,"
 	"  last_result TEXT,"                          /* JSON summary of the last sync */
 	"  updated INTEGER NOT NULL);",
+	/* 5: continuity — settings, outages and drills, their ledger, sign-ins,
+	 * and the memory of what each primary already received (failback dedupe). */
+	"CREATE TABLE continuity_settings ("
+	"  tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,"
+	"  key TEXT NOT NULL,"
+	"  value TEXT NOT NULL,"
+	"  PRIMARY KEY (tenant, key));"
+	"CREATE TABLE continuity_outages ("
+	"  id INTEGER PRIMARY KEY,"
+	"  tenant TEXT NOT NULL,"
+	"  kind TEXT NOT NULL CHECK (kind IN ('outage','drill')),"
+	"  users TEXT,"                                /* drills: comma list; NULL = all */
+	"  started_at INTEGER NOT NULL,"
+	"  started_by TEXT NOT NULL,"
+	"  reason TEXT,"
+	"  failover_ms INTEGER,"                       /* start -> ready */
+	"  failback_at INTEGER,"
+	"  ended_at INTEGER,"
+	"  ended_by TEXT,"
+	"  state TEXT NOT NULL);"                      /* active | failing_back | ended */
+	"CREATE INDEX continuity_outages_tenant ON continuity_outages(tenant, kind, id);"
+	"CREATE TABLE continuity_ledger ("
+	"  outage_id INTEGER NOT NULL REFERENCES continuity_outages(id),"
+	"  queue_id TEXT NOT NULL,"
+	"  rcpt TEXT NOT NULL,"
+	"  kind TEXT NOT NULL CHECK (kind IN ('inbound','sent')),"
+	"  accepted_at INTEGER NOT NULL,"
+	"  state TEXT NOT NULL DEFAULT 'pending'"
+	"    CHECK (state IN ('pending','delivered','skipped','failed')),"
+	"  reason TEXT,"
+	"  done_at INTEGER,"
+	"  message_id TEXT,"
+	"  PRIMARY KEY (outage_id, queue_id, rcpt, kind));"
+	"CREATE INDEX continuity_ledger_queue ON continuity_ledger(queue_id, rcpt);"
+	"CREATE TABLE continuity_delivered ("
+	"  tenant TEXT NOT NULL,"
+	"  message_id TEXT NOT NULL,"
+	"  rcpt TEXT NOT NULL,"
+	"  at INTEGER NOT NULL,"
+	"  PRIMARY KEY (tenant, message_id, rcpt));"
+	"CREATE INDEX continuity_delivered_at ON continuity_delivered(at);"
+	"CREATE TABLE continuity_signins ("
+	"  outage_id INTEGER NOT NULL REFERENCES continuity_outages(id),"
+	"  address TEXT NOT NULL,"
+	"  service TEXT NOT NULL,"
+	"  first_at INTEGER NOT NULL,"
+	"  count INTEGER NOT NULL,"
+	"  PRIMARY KEY (outage_id, address, service));",
 };
 
 struct store_relay_cache {

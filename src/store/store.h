@@ -311,4 +311,102 @@ void store_dir_stats_clear(struct store_dir_stats *s);
 /* 1 when address (primary or alias) is an active directory user of tenant, 0 not, -1 error. */
 int store_directory_user_active(struct store *st, const char *tenant, const char *address);
 
+/* ---- continuity (store_continuity.c): settings, outages, ledger ---------
+ * Outages and drills are rows of continuity_outages (kind "outage" or
+ * "drill"); the ledger lists what each owes the primary: one row per
+ * (outage, queue ID, recipient, kind "inbound" | "sent"), state "pending"
+ * -> "delivered" | "skipped" | "failed".  Times are Unix seconds.
+ */
+struct store_cont_outage {
+	long long id;
+	char *tenant;
+	char *kind;                 /* "outage" or "drill" */
+	char *users;                /* drills: comma list, NULL = every user */
+	long long started_at;
+	char *started_by;
+	char *reason;               /* or NULL */
+	long long failover_ms;      /* -1: not measured */
+	long long failback_at;      /* 0: not yet */
+	long long ended_at;         /* 0: still running */
+	char *ended_by;             /* or NULL */
+	char *state;                /* "active", "failing_back", "ended" */
+};
+
+struct store_cont_ledger {
+	long long outage_id;
+	char *queue_id;
+	char *rcpt;
+	char *kind;                 /* "inbound" or "sent" */
+	long long accepted_at;
+	char *state;
+	char *reason;               /* or NULL */
+	char *message_id;           /* or NULL */
+};
+
+struct store_cont_counts {
+	long long accepted, delivered, skipped, pending, failed;
+};
+
+struct store_cont_signin {
+	char *address;
+	char *service;
+	long long first_at;
+	long long count;
+};
+
+/* 1 with *value_r, 0 unset, -1 error. */
+int store_cont_setting_get(struct store *st, const char *tenant, const char *key,
+    char **value_r);
+int store_cont_setting_set(struct store *st, const char *tenant, const char *key,
+    const char *value, char **err_r);
+
+/* Inserts o (its id is ignored): 0 with *id_r, -1. */
+int store_cont_outage_add(struct store *st, const struct store_cont_outage *o, long long *id_r,
+    char **err_r);
+/* Writes failover_ms, failback_at, ended_at, ended_by and state of row o->id. */
+int store_cont_outage_update(struct store *st, const struct store_cont_outage *o, char **err_r);
+/* id 0: the tenant's newest of that kind.  1 / 0 / -1; clear with store_cont_outage_clear. */
+int store_cont_outage_get(struct store *st, const char *tenant, const char *kind, long long id,
+    struct store_cont_outage *o_r);
+/* Every outage and drill not ended (oldest first). */
+int store_cont_outages_open(struct store *st, struct store_cont_outage **list_r, size_t *n_r);
+void store_cont_outage_clear(struct store_cont_outage *o);
+void store_cont_outages_free(struct store_cont_outage *list, size_t n);
+
+/* INSERT OR IGNORE: 1 added, 0 already there, -1 error. */
+int store_cont_ledger_add(struct store *st, long long outage_id, const char *queue_id,
+    const char *rcpt, const char *kind, long long accepted_at, const char *message_id);
+/* Pending rows of (queue_id, rcpt, kind) -> state; outage_id 0: of any outage.
+ * Returns the number of rows changed, -1 on error. */
+int store_cont_ledger_settle(struct store *st, long long outage_id, const char *queue_id,
+    const char *rcpt, const char *kind, const char *state, const char *reason, long long at);
+/* Moves a 'sent' row to the queue ID of its failback copy. */
+int store_cont_ledger_retarget(struct store *st, long long outage_id, const char *queue_id,
+    const char *rcpt, const char *new_queue_id);
+int store_cont_ledger_counts(struct store *st, long long outage_id, struct store_cont_counts *c_r);
+/* Rows of the outage in a state (NULL: any) and kind (NULL: any), at most limit (<= 0: all). */
+int store_cont_ledger_list(struct store *st, long long outage_id, const char *state,
+    const char *kind, long long limit, struct store_cont_ledger **list_r, size_t *n_r);
+void store_cont_ledger_free(struct store_cont_ledger *list, size_t n);
+
+/* The failback dedupe memory; entries older than 30 days are pruned on add. */
+int store_cont_delivered_add(struct store *st, const char *tenant, const char *message_id,
+    const char *rcpt, long long at);
+/* Many at once, in one transaction (the scheduler's deliveries of a second). */
+struct store_cont_delivery {
+	char *tenant, *message_id, *rcpt;
+	long long at;
+};
+int store_cont_delivered_add_many(struct store *st, const struct store_cont_delivery *d,
+    size_t n);
+/* 1 known, 0 not, -1 error. */
+int store_cont_delivered_has(struct store *st, const char *tenant, const char *message_id,
+    const char *rcpt);
+
+int store_cont_signin_add(struct store *st, long long outage_id, const char *address,
+    const char *service, long long at);
+int store_cont_signins(struct store *st, long long outage_id, struct store_cont_signin **list_r,
+    size_t *n_r);
+void store_cont_signins_free(struct store_cont_signin *list, size_t n);
+
 #endif

@@ -19,6 +19,8 @@
 #include <event2/event.h>
 
 #include "config/config.h"
+#include "continuity/continuity.h"
+#include "imap/imap_server.h"
 #include "deliver/scheduler.h"
 #include "deliver/smtp_client.h"
 #include "lib/buf.h"
@@ -642,6 +644,48 @@ void
 store_domains_free(struct store_domain *list, size_t n)
 {
 	free(list);
+}
+
+/* The scheduler's continuity and IMAP hooks: no tenant is ever in continuity here. */
+void
+continuity_note_queued(struct continuity *c, const struct queue_entry *e)
+{
+}
+
+void
+continuity_note_outcome(struct continuity *c, const struct queue_entry *e, size_t idx,
+    enum queue_rcpt_state st, const char *reply)
+{
+}
+
+int
+continuity_route_held(struct continuity *c, const char *tenant)
+{
+	return 0;
+}
+
+enum continuity_state
+continuity_tenant_state(struct continuity *c, const char *tenant)
+{
+	return CONTINUITY_NORMAL;
+}
+
+int
+continuity_already_delivered(struct continuity *c, const struct queue_entry *e, size_t idx,
+    const char **why_r)
+{
+	return 0;
+}
+
+void
+continuity_note_route_result(struct continuity *c, const char *tenant, const char *route,
+    int ok, const char *why)
+{
+}
+
+void
+imap_server_notify(struct imap_server *s, const char *tenant)
+{
 }
 
 static void
