@@ -74,7 +74,7 @@ struct archive_item {
 	const char *const *mailboxes;   /* addresses it belongs to; 0 → tenant-wide ('') */
 	size_t nmailboxes;
 	const char *folder;             /* NULL or "" none */
-	const char *source;             /* inbound | outbound | internal | journal | import */
+	const char *source;             /* inbound | outbound | internal | journal | import | imap */
 	const char *env_from;           /* NULL unknown */
 	const char *env_rcpts;          /* comma-separated, NULL unknown */
 	const char *queue_id;           /* NULL for imports */

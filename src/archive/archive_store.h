@@ -58,7 +58,7 @@ struct archive_put {                  /* one message to store */
 	const char *const *mailboxes; /* lower-cased when stored */
 	size_t nmailboxes;            /* 0 → one row with mailbox '' */
 	const char *folder;           /* NULL → '' */
-	const char *source;           /* inbound | outbound | internal | journal | import */
+	const char *source;           /* inbound | outbound | internal | journal | import | imap */
 	const char *env_from, *env_rcpts, *queue_id;   /* NULL → NULL */
 	time_t archived_at, msg_date;
 	long long expires_at;         /* -1 = NULL (forever) */

@@ -415,8 +415,9 @@ cmb_archive_uv(struct cmbox *m, struct cmb_tenant *t, uint32_t *uv_r, char **err
 		char *msg = NULL;
 		if (stored != 0)
 			log_info("cmbox_state_reset", "tenant=%s reason=new_archive", t->name);
-		if (sqlite3_exec(t->db, "BEGIN IMMEDIATE; DELETE FROM flags; DELETE FROM expunged; "
-		    "DELETE FROM placed; DELETE FROM folder_msgs;", NULL, NULL, &msg) != SQLITE_OK) {
+		static const char *const wipe = "BEGIN IMMEDIATE; DELETE FROM flags; "
+		    "DELETE FROM expunged; DELETE FROM placed; DELETE FROM folder_msgs;";
+		if (sqlite3_exec(t->db, wipe, NULL, NULL, &msg) != SQLITE_OK) {
 			cmb_err(err_r, "continuity mailbox of tenant '%s': %s", t->name,
 			    msg ? msg : sqlite3_errmsg(t->db));
 			sqlite3_free(msg);

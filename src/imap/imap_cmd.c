@@ -5,7 +5,7 @@
  *
  * A command either answers on the loop thread (CAPABILITY, NOOP without a
  * mailbox, LOGIN's checks, ...) and calls imap_session_command_done(), or
- * starts a job (cmd_job_start): its work function runs on the worker pool
+ * starts a job (imap_cmd_job_start): its work function runs on the worker pool
  * with the parsed command in sess->job, writes untagged and tagged
  * responses to `out`, and the session sends them when the job is done.
  *
@@ -182,44 +182,45 @@ cmd_job_free(void *p)
 	struct cmd_job *j = p;
 	imap_cmd_clear(&j->cmd);
 	imap_fetch_state_free(j);
+	if (j->data_free != NULL && j->data != NULL)
+		j->data_free(j->data);
 	free(j->data);
 	free(j);
 }
 
-static void
-cmd_job_finish(struct imap_session *sess)
+void
+imap_cmd_job_finish(struct imap_session *sess)
 {
 	if (sess->job != NULL)
-		(sess->job_free != NULL ? sess->job_free : cmd_job_free)(sess->job);
+		cmd_job_free(sess->job);
 	sess->job = NULL;
 	sess->job_free = NULL;
 	imap_session_command_done(sess);
 }
 
 void
-imap_cmd_job_finish(struct imap_session *sess)
-{
-	cmd_job_finish(sess);
-}
-
-/* Takes the parsed command; work runs on the worker pool. */
-static void
-cmd_job_start(struct imap_session *sess, struct imap_cmd *cmd, int uid, imap_work_fn *work)
+imap_cmd_job_start(struct imap_session *sess, struct imap_cmd *cmd, int uid,
+    struct fetch_state *f, void *data, void (*data_free)(void *), imap_work_fn *work,
+    imap_done_fn *done)
 {
 	struct cmd_job *j = xcalloc(1, sizeof(*j));
 	j->cmd = *cmd;
 	memset(cmd, 0, sizeof(*cmd));
 	j->uid = uid;
+	j->fetch = f;
+	j->data = data;
+	j->data_free = data_free;
 	sess->job = j;
 	sess->job_free = cmd_job_free;
 	sess->in_command = 1;
-	imap_session_run(sess, work, cmd_job_finish);
+	imap_session_run(sess, work, done != NULL ? done : imap_cmd_job_finish);
 }
 
-struct cmd_job *
-imap_job(struct imap_session *sess)
+/* The common case: a job that answers and ends the command. */
+static void
+cmd_job_start(struct imap_session *sess, struct imap_cmd *cmd, int uid, imap_work_fn *work)
 {
-	return sess->job;
+	imap_cmd_job_start(sess, cmd, uid, NULL, NULL, NULL, work, NULL);
 }
 
 /* ---- not authenticated ------------------------------------------------ */
@@ -323,6 +324,12 @@ login_done(void *arg, int ok, struct principal *p, const char *reason)
 	}
 	char *tag = sess->pending_tag;
 	sess->pending_tag = NULL;
+	if (sess->closing) {
+		/* Kicked or shut down while the password was checked. */
+		free(tag);
+		sess->in_command = 0;
+		return;
+	}
 	if (!ok) {
 		log_info("imap_auth_failed", "session=%s client=%s reason=%s", sess->id, sess->ip,
 		    log_str(reason));
@@ -690,7 +697,7 @@ select_done(struct imap_session *sess)
 {
 	struct cmd_job *j = sess->job;
 	imap_session_enter(sess, j->result ? IMAP_S_SELECTED : IMAP_S_AUTHENTICATED);
-	cmd_job_finish(sess);
+	imap_cmd_job_finish(sess);
 }
 
 static int
@@ -698,13 +705,7 @@ cmd_select(struct imap_session *sess, struct imap_cmd *cmd, int uid)
 {
 	if (cmd->nargs != 1 || mailbox_name(&cmd->args[0]) == NULL)
 		return -1;
-	struct cmd_job *j = xcalloc(1, sizeof(*j));
-	j->cmd = *cmd;
-	memset(cmd, 0, sizeof(*cmd));
-	sess->job = j;
-	sess->job_free = cmd_job_free;
-	sess->in_command = 1;
-	imap_session_run(sess, work_select, select_done);
+	imap_cmd_job_start(sess, cmd, 0, NULL, NULL, NULL, work_select, select_done);
 	return 1;
 }
 
@@ -855,7 +856,7 @@ static void
 close_done(struct imap_session *sess)
 {
 	imap_session_enter(sess, IMAP_S_AUTHENTICATED);
-	cmd_job_finish(sess);
+	imap_cmd_job_finish(sess);
 }
 
 static int
@@ -863,13 +864,7 @@ cmd_close(struct imap_session *sess, struct imap_cmd *cmd, int uid)
 {
 	if (cmd->nargs != 0)
 		return -1;
-	struct cmd_job *j = xcalloc(1, sizeof(*j));
-	j->cmd = *cmd;
-	memset(cmd, 0, sizeof(*cmd));
-	sess->job = j;
-	sess->job_free = cmd_job_free;
-	sess->in_command = 1;
-	imap_session_run(sess, work_close, close_done);
+	imap_cmd_job_start(sess, cmd, 0, NULL, NULL, NULL, work_close, close_done);
 	return 1;
 }
 

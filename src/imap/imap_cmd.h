@@ -17,7 +17,8 @@ struct cmd_job {
 	struct imap_cmd cmd;          /* the parsed command (owned) */
 	int uid;                      /* UID variant */
 	int result;                   /* command-specific outcome */
-	void *data;                   /* free()d with the job */
+	void *data;                   /* data_free(data) then free(data) with the job */
+	void (*data_free)(void *);
 	struct fetch_state *fetch;    /* FETCH: items and position */
 };
 
@@ -25,8 +26,16 @@ typedef int imap_cmd_fn(struct imap_session *, struct imap_cmd *, int uid);
 imap_cmd_fn imap_cmd_fetch, imap_cmd_store, imap_cmd_search, imap_cmd_copy;
 
 void imap_fetch_state_free(struct cmd_job *j);
+/*
+ * Runs work on the worker pool with the parsed command moved into a new
+ * sess->job (cmd is left empty); done (NULL: imap_cmd_job_finish) runs
+ * on the loop thread afterwards.
+ */
+void imap_cmd_job_start(struct imap_session *sess, struct imap_cmd *cmd, int uid,
+    struct fetch_state *f, void *data, void (*data_free)(void *), imap_work_fn *work,
+    imap_done_fn *done);
+/* Frees the job and reads the next command. */
 void imap_cmd_job_finish(struct imap_session *sess);
-struct cmd_job *imap_job(struct imap_session *sess);
 
 void imap_flags_render(struct buf *out, unsigned flags);
 int imap_flags_parse(const struct imap_arg *a, unsigned *flags_r);

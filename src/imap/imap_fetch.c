@@ -366,46 +366,14 @@ fetch_slice_done(struct imap_session *sess)
 	imap_session_when_drained(sess, fetch_next);
 }
 
-static void
-job_start(struct imap_session *sess, struct imap_cmd *cmd, int uid, struct fetch_state *f,
-    void *data, imap_work_fn *work, imap_done_fn *done)
-{
-	struct cmd_job *j = xcalloc(1, sizeof(*j));
-	j->data = data;
-	j->cmd = *cmd;
-	memset(cmd, 0, sizeof(*cmd));
-	j->uid = uid;
-	j->fetch = f;
-	sess->job = j;
-	sess->in_command = 1;
-	imap_session_run(sess, work, done);
-}
-
-static void
-job_free_any(void *p)
-{
-	struct cmd_job *j = p;
-	imap_cmd_clear(&j->cmd);
-	imap_fetch_state_free(j);
-	free(j->data);
-	free(j);
-}
-
 int
 imap_cmd_fetch(struct imap_session *sess, struct imap_cmd *cmd, int uid)
 {
 	struct fetch_state *f = fetch_parse(cmd);
 	if (f == NULL)
 		return -1;
-	sess->job_free = job_free_any;
-	job_start(sess, cmd, uid, f, NULL, work_fetch_slice, fetch_slice_done);
+	imap_cmd_job_start(sess, cmd, uid, f, NULL, NULL, work_fetch_slice, fetch_slice_done);
 	return 1;
-}
-
-static void
-simple_done(struct imap_session *sess)
-{
-	imap_cmd_job_finish(sess);
 }
 
 /* ---- STORE ------------------------------------------------------------ */
@@ -481,8 +449,7 @@ imap_cmd_store(struct imap_session *sess, struct imap_cmd *cmd, int uid)
 		imap_session_printf(sess, "%s NO [READ-ONLY] Mailbox is read-only\r\n", cmd->tag);
 		return 0;
 	}
-	sess->job_free = job_free_any;
-	job_start(sess, cmd, uid, f, NULL, work_store, simple_done);
+	imap_cmd_job_start(sess, cmd, uid, f, NULL, NULL, work_store, NULL);
 	return 1;
 }
 
@@ -572,8 +539,7 @@ imap_cmd_copy(struct imap_session *sess, struct imap_cmd *cmd, int uid)
 		imap_session_printf(sess, "%s NO [READ-ONLY] Mailbox is read-only\r\n", cmd->tag);
 		return 0;
 	}
-	sess->job_free = job_free_any;
-	job_start(sess, cmd, uid, f, NULL, work_copy, simple_done);
+	imap_cmd_job_start(sess, cmd, uid, f, NULL, NULL, work_copy, NULL);
 	return 1;
 }
 
@@ -859,12 +825,9 @@ work_search(struct imap_session *sess, struct buf *out)
 }
 
 static void
-search_job_free(void *p)
+skey_free_void(void *k)
 {
-	struct cmd_job *j = p;
-	if (j->data != NULL)
-		skey_free(j->data);
-	job_free_any(j);
+	skey_free(k);
 }
 
 int
@@ -889,7 +852,6 @@ imap_cmd_search(struct imap_session *sess, struct imap_cmd *cmd, int uid)
 		free(k);
 		return -1;
 	}
-	sess->job_free = search_job_free;
-	job_start(sess, cmd, uid, NULL, k, work_search, simple_done);
+	imap_cmd_job_start(sess, cmd, uid, NULL, k, skey_free_void, work_search, NULL);
 	return 1;
 }

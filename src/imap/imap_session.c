@@ -598,6 +598,15 @@ on_event(struct bufferevent *bev, short what, void *arg)
 
 /* ---- TLS -------------------------------------------------------------- */
 
+/* Input is not read beyond this while a command runs (backpressure); it
+ * holds one whole command line. */
+static size_t
+session_read_high(const struct imap_session *sess)
+{
+	uint64_t high = sess->srv->cfg->imap_max_line_length + 4096;
+	return high < SESSION_OUT_LOW ? SESSION_OUT_LOW : (size_t)high;
+}
+
 int
 imap_session_starttls(struct imap_session *sess)
 {
@@ -618,6 +627,7 @@ imap_session_starttls(struct imap_session *sess)
 	sess->bev = tb;
 	sess->wait = IMAP_W_TLS_HANDSHAKE;
 	bufferevent_setcb(tb, on_read, on_write, on_event, sess);
+	bufferevent_setwatermark(tb, EV_READ, 0, session_read_high(sess));
 	bufferevent_setwatermark(tb, EV_WRITE, SESSION_OUT_LOW / 2, 0);
 	bufferevent_enable(tb, EV_READ | EV_WRITE);
 	session_set_timeouts(sess);
@@ -663,10 +673,7 @@ imap_session_new(struct imap_server *s, int fd, const struct sockaddr *sa, sockl
 	log_info("imap_connect", "session=%s client=%s tls=%s", sess->id, sess->ip,
 	    implicit_tls ? "implicit" : "no");
 	bufferevent_setcb(bev, on_read, on_write, on_event, sess);
-	uint64_t high = srv->cfg->imap_max_line_length + 4096;
-	if (high < SESSION_OUT_LOW)
-		high = SESSION_OUT_LOW;
-	bufferevent_setwatermark(bev, EV_READ, 0, (size_t)high);
+	bufferevent_setwatermark(bev, EV_READ, 0, session_read_high(sess));
 	bufferevent_setwatermark(bev, EV_WRITE, SESSION_OUT_LOW / 2, 0);
 	session_set_timeouts(sess);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);

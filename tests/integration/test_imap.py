@@ -562,3 +562,54 @@ def test_limits_and_timeouts(mailark_daemon):
     assert a.line().startswith("* BYE Autologout")
     assert a.closed()
     b.close()
+
+
+# ---- these two run last: they end continuity and stop the daemon ---------------
+
+
+def test_continuity_stop_kicks_sessions(env):
+    r = signed_in_raw(env)
+    r.cmd("s", "SELECT INBOX")
+    r.send("i IDLE\r\n")
+    assert r.line().startswith("+ ")
+    env.cli("continuity", "stop", "acme")
+    r.sock.settimeout(60)
+    lines = []
+    try:
+        while not any(ln.startswith("* BYE") for ln in lines):
+            lines.append(r.line())
+    except EOFError:
+        pass
+    assert "* BYE continuity ended" in lines, lines
+    assert r.closed()
+    # and nobody of acme signs in any more
+    r = Raw(env.imaps_port, tls=True)
+    out = r.cmd("l", 'LOGIN "ann@acme.example" "%s"' % PASSWORD["ann@acme.example"])
+    assert out[-1].startswith("l NO [UNAVAILABLE]"), out
+    r.close()
+
+
+def test_shutdown_with_sessions_open(env):
+    env.cli("continuity", "start", "acme")
+    idle = signed_in_raw(env)
+    idle.cmd("s", "SELECT INBOX")
+    idle.send("i IDLE\r\n")
+    assert idle.line().startswith("+ ")
+    busy = signed_in_raw(env, "bob@acme.example")
+    busy.cmd("s", "SELECT INBOX")
+    busy.send("f FETCH 1:* (BODY.PEEK[])\r\n" * 200)
+    lit = signed_in_raw(env)
+    lit.send("a APPEND INBOX {100000}\r\n")
+    assert lit.line().startswith("+")
+    lit.send(b"z" * 5000)
+    env.stop()
+    idle.sock.settimeout(10)
+    lines = []
+    try:
+        while True:
+            lines.append(idle.line())
+    except (EOFError, ConnectionResetError, ssl.SSLError):
+        pass
+    assert any(ln.startswith("* BYE") for ln in lines), lines
+    for r in (idle, busy, lit):
+        r.close()

@@ -53,8 +53,8 @@ static char *
 make_msg(int n, size_t body, size_t *len_r)
 {
 	char head[256];
-	int h = snprintf(head, sizeof(head), "From: <sender%d@x.test>\r\nTo: <someone@acme.test>\r\n"
-	    "Subject: message %d\r\nMessage-ID: <%d.cmbox@x.test>\r\n"
+	int h = snprintf(head, sizeof(head), "From: <sender%d@x.test>\r\n"
+	    "To: <someone@acme.test>\r\nSubject: message %d\r\nMessage-ID: <%d.cmbox@x.test>\r\n"
 	    "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n", n, n, n);
 	char *m = malloc((size_t)h + body + 32);
 	memcpy(m, head, (size_t)h);
@@ -733,8 +733,9 @@ reader_run(void *arg)
 			unsigned char *raw = NULL;
 			size_t len = 0;
 			char *err = NULL;
-			if (cmbox_read(r->f->m, r->u, "INBOX", (uint32_t)r->f->id[k], &raw, &len,
-			    &err) != 1 || len != r->f->len[k] || memcmp(raw, r->f->raw[k], len) != 0)
+			int rc = cmbox_read(r->f->m, r->u, "INBOX", (uint32_t)r->f->id[k], &raw,
+			    &len, &err);
+			if (rc != 1 || len != r->f->len[k] || memcmp(raw, r->f->raw[k], len) != 0)
 				r->bad++;
 			free(raw);
 			free(err);

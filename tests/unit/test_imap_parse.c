@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "imap/imap_cmd.h"
 #include "imap/imap_parse.h"
 #include "lib/buf.h"
 
@@ -227,6 +228,30 @@ test_quote(void **state)
 	buf_free(&b);
 }
 
+static void
+test_datetime_and_flags(void **state)
+{
+	/* 1996-07-17 02:44:25 -0700 = 09:44:25 UTC = 837596665 */
+	assert_int_equal(imap_parse_datetime("17-Jul-1996 02:44:25 -0700"), 837596665);
+	assert_int_equal(imap_parse_datetime(" 7-Jul-1996 09:44:25 +0000"), 836732665);
+	assert_int_equal(imap_parse_datetime("17-Foo-1996 02:44:25 -0700"), -1);
+	assert_int_equal(imap_parse_datetime("17-Jul-1996"), -1);
+
+	struct imap_cmd cmd;
+	const char *s = "a STORE 1 FLAGS (\\Seen \\deleted $Junk) \\Flagged";
+	parse_ok(s, strlen(s), &cmd);
+	unsigned f;
+	assert_int_equal(imap_flags_parse(&cmd.args[2], &f), 0);
+	assert_int_equal(f, CMBOX_F_SEEN | CMBOX_F_DELETED);   /* keywords are ignored */
+	assert_int_equal(imap_flags_parse(&cmd.args[3], &f), 0);
+	assert_int_equal(f, CMBOX_F_FLAGGED);
+	struct buf b = BUF_INIT;
+	imap_flags_render(&b, CMBOX_F_SEEN | CMBOX_F_RECENT | CMBOX_F_DRAFT);
+	assert_string_equal(buf_cstr(&b), "(\\Seen \\Draft \\Recent)");
+	buf_free(&b);
+	imap_cmd_clear(&cmd);
+}
+
 int
 main(void)
 {
@@ -237,6 +262,7 @@ main(void)
 		cmocka_unit_test(test_bad_syntax),
 		cmocka_unit_test(test_seqsets),
 		cmocka_unit_test(test_quote),
+		cmocka_unit_test(test_datetime_and_flags),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
