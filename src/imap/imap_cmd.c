@@ -23,7 +23,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include <openssl/evp.h>
+#include <sodium.h>
 
 #include "audit/audit.h"
 #include "auth/auth.h"
@@ -431,20 +431,16 @@ sasl_plain(struct imap_session *sess, const char *tag, const char *b64, size_t l
 		imap_session_printf(sess, "%s BAD AUTHENTICATE cancelled\r\n", tag);
 		return 0;
 	}
-	if (len == 0 || len > 4096 || len % 4 != 0) {
-		imap_session_printf(sess, "%s BAD Invalid base64\r\n", tag);
-		return 0;
-	}
-	unsigned char *raw = xmalloc(len);
-	int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)len);
-	if (n < 0) {
+	const char *end = NULL;
+	size_t n = 0;
+	unsigned char *raw = xmalloc(len + 1);
+	if (len == 0 || len > 4096 || sodium_base642bin(raw, len, b64, len, NULL, &n, &end,
+	    sodium_base64_VARIANT_ORIGINAL) != 0 || end != b64 + len) {
 		free(raw);
 		imap_session_printf(sess, "%s BAD Invalid base64\r\n", tag);
 		return 0;
 	}
-	if (len >= 2 && b64[len - 1] == '=')
-		n -= (b64[len - 2] == '=') ? 2 : 1;
-	unsigned char *z1 = memchr(raw, 0, (size_t)n);
+	unsigned char *z1 = memchr(raw, 0, n);
 	unsigned char *z2 = z1 != NULL ? memchr(z1 + 1, 0, (size_t)(raw + n - z1 - 1)) : NULL;
 	if (z2 == NULL) {
 		free(raw);
@@ -453,9 +449,11 @@ sasl_plain(struct imap_session *sess, const char *tag, const char *b64, size_t l
 	}
 	char *user = xstrndup((char *)z1 + 1, (size_t)(z2 - z1 - 1));
 	char *pass = xstrndup((char *)z2 + 1, (size_t)(raw + n - z2 - 1));
+	sodium_memzero(raw, n);
 	free(raw);
 	login_start(sess, tag, user, pass);
 	free(user);
+	sodium_memzero(pass, strlen(pass));
 	free(pass);
 	return 1;
 }
@@ -1016,8 +1014,7 @@ reply_bad(struct imap_session *sess, const char *tag, const char *text)
 {
 	imap_session_printf(sess, "%s BAD %s\r\n", tag != NULL ? tag : "*", text);
 	log_info("imap_bad", "session=%s client=%s state=%s reason=%s", sess->id, sess->ip,
-	    sess->state == IMAP_S_NOT_AUTHENTICATED ? "NOT_AUTHENTICATED"
-	    : sess->state == IMAP_S_SELECTED ? "SELECTED" : "AUTHENTICATED", text);
+	    imap_state_name(sess->state), text);
 	if (++sess->bad_in_row >= MAX_BAD_IN_ROW)
 		imap_session_bye(sess, "Too many invalid commands");
 }
@@ -1049,6 +1046,8 @@ imap_cmd_dispatch(struct imap_session *sess, const char *data, size_t len)
 		uid = 1;
 	}
 	const struct cmd_def *d = cmd_find(cmd.name);
+	log_debug("imap_cmd", "session=%s cmd=%s%s state=%s", sess->id, uid ? "UID " : "",
+	    log_str(cmd.name), imap_state_name(sess->state));
 	if (d == NULL || (uid && !d->uid_ok) ||
 	    (uid && strcmp(cmd.name, "EXPUNGE") != 0 && cmd.nargs == 0)) {
 		reply_bad(sess, cmd.tag, "Unknown command");

@@ -65,6 +65,12 @@ static void on_read(struct bufferevent *bev, void *arg);
 static void on_write(struct bufferevent *bev, void *arg);
 static void on_event(struct bufferevent *bev, short what, void *arg);
 
+const char *
+imap_state_name(enum imap_state st)
+{
+	return state_names[st];
+}
+
 /* ---- life cycle ------------------------------------------------------- */
 
 static void
@@ -624,6 +630,9 @@ imap_session_starttls(struct imap_session *sess)
 		return -1;
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
+	/* The TLS layer stops encrypting into the socket's buffer above this,
+	 * so FETCH slices wait for the client here too. */
+	bufferevent_setwatermark(plain, EV_WRITE, 0, SESSION_OUT_LOW);
 	sess->bev = tb;
 	sess->wait = IMAP_W_TLS_HANDSHAKE;
 	bufferevent_setcb(tb, on_read, on_write, on_event, sess);

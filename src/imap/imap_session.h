@@ -135,6 +135,7 @@ void imap_session_write(struct imap_session *sess, const char *data, size_t len)
 void imap_session_printf(struct imap_session *sess, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void imap_session_enter(struct imap_session *sess, enum imap_state st);
+const char *imap_state_name(enum imap_state st);
 /*
  * Runs work(sess, &sess->out) on a worker, then done(sess) on the loop
  * thread after sess->out was sent; input is held meanwhile.  done may

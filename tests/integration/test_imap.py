@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon, smtp_primary  # noqa: F401  (fixture)
+from conftest import Daemon, Primary
 from test_archive_common import make_msg, send, tenant, wait_total
 
 PASSWORD = {"ann@acme.example": "ann-password-1", "bob@acme.example": "bob-password-1",
@@ -39,7 +39,6 @@ def ctx():
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from conftest import Primary
     p = Primary(tmp_path_factory.mktemp("primary"))
     p.start()
     d = Daemon(tmp_path_factory.mktemp("imapd"), {"imap.max_literal": "1M"})
@@ -536,6 +535,14 @@ def test_big_fetch_in_slices_and_client_gone(env):
     subjects = sorted(re.search(rb"Subject: (big \d+)", b[1]).group(1) for b in bodies)
     assert subjects == sorted(b"big %03d" % i for i in range(230))
     m.logout()
+    # the same over STARTTLS (the TLS filter's backpressure path)
+    m = imaplib.IMAP4("127.0.0.1", env.imap_port, timeout=30)
+    m.starttls(ssl_context=ctx())
+    m.login("ann@acme.example", PASSWORD["ann@acme.example"])
+    m.select("Big", readonly=True)
+    typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[TEXT])")
+    assert len([x for x in data if isinstance(x, tuple)]) == 230
+    m.logout()
     # a client that asks for everything many times and never reads
     r = signed_in_raw(env)
     r.cmd("s", "EXAMINE Big")
@@ -562,6 +569,53 @@ def test_limits_and_timeouts(mailark_daemon):
     assert a.line().startswith("* BYE Autologout")
     assert a.closed()
     b.close()
+
+
+def test_protocol_details(env):
+    r = signed_in_raw(env)
+    out = r.cmd("n", "NAMESPACE")
+    assert out[0] == '* NAMESPACE (("" "/")) NIL NIL'
+    out = r.cmd("i", 'ID ("name" "pytest")')
+    assert out[0].startswith("* ID (") and out[-1].startswith("i OK")
+    out = r.cmd("l", 'LIST "" ""')
+    assert out[0] == '* LIST (\\Noselect) "/" ""'
+    out = r.cmd("s", "LSUB \"\" *")
+    assert '* LSUB (\\HasNoChildren) "/" "INBOX"' in out
+    assert r.cmd("sub", "SUBSCRIBE INBOX")[-1].startswith("sub OK")
+    out = r.cmd("st", "STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN RECENT)")
+    m = re.match(r"\* STATUS \"INBOX\" \(MESSAGES (\d+) UIDNEXT (\d+) UIDVALIDITY (\d+) "
+                 r"UNSEEN (\d+) RECENT 0\)", out[0])
+    assert m, out
+    assert r.cmd("st2", "STATUS Nowhere (MESSAGES)")[-1].startswith("st2 NO")
+    assert r.cmd("bad", "STATUS INBOX (BOGUS)")[-1].startswith("bad BAD")
+    # LITERAL+ APPEND into a folder, then EXAMINE it read-only
+    assert r.cmd("c", "CREATE Proto")[-1].startswith("c OK")
+    msg = crlf_msg("proto", to="ann@acme.example")
+    r.send(b"a APPEND Proto (\\Flagged) \"01-Jan-2026 10:00:00 +0100\" {%d+}\r\n" % len(msg)
+           + msg + b"\r\n")
+    out = r.until_tagged("a")
+    am = re.match(r"a OK \[APPENDUID (\d+) (\d+)\]", out[-1])
+    assert am, out
+    out = r.cmd("e", "EXAMINE Proto")
+    assert "* 1 EXISTS" in out and out[-1].startswith("e OK [READ-ONLY]")
+    out = r.cmd("f", "UID FETCH %s (FLAGS INTERNALDATE ENVELOPE BODYSTRUCTURE)" % am.group(2))
+    assert "\\Flagged" in out[0] and '"01-Jan-2026 09:00:00 +0000"' in out[0], out
+    assert '"proto"' in out[0] and re.search(r'BODYSTRUCTURE \("text" "plain"', out[0], re.I)
+    assert r.cmd("x", "STORE 1 +FLAGS (\\Deleted)")[-1].startswith("x NO [READ-ONLY]")
+    assert r.cmd("lo", "LOGIN a b")[-1].startswith("lo BAD")      # wrong state
+    # read-write: UID EXPUNGE removes only the given UIDs
+    r.cmd("s2", "SELECT Proto")
+    r.cmd("st", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+    out = r.cmd("ue", "UID EXPUNGE %s" % am.group(2))
+    assert "* 1 EXPUNGE" in out and out[-1].startswith("ue OK")
+    assert r.cmd("ck", "CHECK")[-1].startswith("ck OK")
+    assert r.cmd("un", "UNSELECT")[-1].startswith("un OK")
+    assert r.cmd("fe", "FETCH 1 FLAGS")[-1].startswith("fe BAD")   # nothing selected
+    assert r.cmd("d", "DELETE Proto")[-1].startswith("d OK")
+    assert r.cmd("d2", "DELETE INBOX")[-1].startswith("d2 NO")
+    out = r.cmd("lo", "LOGOUT")
+    assert out[0].startswith("* BYE") and out[-1].startswith("lo OK")
+    assert r.closed()
 
 
 # ---- these two run last: they end continuity and stop the daemon ---------------
