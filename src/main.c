@@ -77,6 +77,10 @@ main_drain_cb(evutil_socket_t fd, short what, void *arg)
 	struct server *srv = &d->srv;
 	unsigned jobs = worker_pending(srv->workers);
 	unsigned sessions = srv->smtp ? smtp_server_sessions(srv->smtp) : 0;
+	if (srv->submission != NULL)
+		sessions += smtp_server_sessions(srv->submission);
+	if (srv->imap != NULL)
+		sessions += imap_server_sessions(srv->imap);
 	if ((jobs == 0 && sessions == 0) || main_elapsed(&d->drain_start) > MAIN_DRAIN_SECS) {
 		log_info("shutdown_drained", "pending_jobs=%u sessions=%u", jobs, sessions);
 		event_base_loopbreak(srv->base);

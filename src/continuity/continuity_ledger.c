@@ -4,9 +4,13 @@
  *
  * The scheduler tells us of every queue entry (continuity_note_queued) and
  * of every recipient's final outcome (continuity_note_outcome).  During an
- * outage each pending route-bound recipient of an inbound entry gets an
- * 'inbound' ledger row; mail a user sent through submission during an
- * outage or a drill that includes the user gets a 'sent' row, and its
+ * outage each pending recipient owed to the primary gets an 'inbound'
+ * ledger row: the route-bound recipients of an inbound entry, and those of
+ * the tenant's own domains in mail sent through submission (one outbound
+ * entry for colleagues and outsiders alike; the scheduler holds the
+ * colleagues' copies for the tenant route).  Mail a user sent through
+ * submission during an outage or a drill that includes the user also gets
+ * a 'sent' row, and its
  * bytes are kept in <data_dir>/continuity/<tenant>/sent/<queue ID>.eml
  * (the original may leave the queue long before failback).  At failback
  * cont_sent_copies() turns each 'sent' row into a copy for the user's
@@ -149,6 +153,32 @@ cont_rcpt_route_bound(struct continuity *c, const char *addr)
 	return bound;
 }
 
+/*
+ * Does this recipient's copy go to the entry's tenant's primary?  Inbound:
+ * every route-bound recipient.  Submission (outbound with auth_user): the
+ * route-bound recipients of the tenant's own domains, as the scheduler
+ * routes them (another tenant's domain leaves by MX / smarthost).
+ */
+static int
+rcpt_owed(struct continuity *c, const struct queue_entry *e, const char *addr)
+{
+	if (e->env.direction == QUEUE_INBOUND)
+		return cont_rcpt_route_bound(c, addr);
+	if (e->env.direction != QUEUE_OUTBOUND || e->env.auth_user == NULL ||
+	    *e->env.auth_user == '\0' || e->env.tenant == NULL)
+		return 0;
+	const char *at = strrchr(addr, '@');
+	char *owner = NULL;
+	if (at == NULL || c->srv->store == NULL)
+		return 0;
+	char *domain = str_lower(xstrdup(at + 1));
+	int own = store_domain_tenant(c->srv->store, domain, &owner) == 1 && owner != NULL &&
+	    strcmp(owner, e->env.tenant) == 0;
+	free(owner);
+	free(domain);
+	return own && cont_rcpt_route_bound(c, addr);
+}
+
 /* ---- the sent message files --------------------------------------------- */
 
 static char *
@@ -189,7 +219,7 @@ note_inbound(struct continuity *c, const struct ctenant *t, const struct queue_e
 {
 	for (size_t i = 0; i < e->env.nrcpts; i++) {
 		const struct queue_rcpt *r = &e->env.rcpts[i];
-		if (r->state != RCPT_PENDING || !cont_rcpt_route_bound(c, r->addr))
+		if (r->state != RCPT_PENDING || !rcpt_owed(c, e, r->addr))
 			continue;
 		if (*msgid == NULL)
 			*msgid = cont_message_id(c, e->env.id);
@@ -233,9 +263,12 @@ continuity_note_queued(struct continuity *c, const struct queue_entry *e)
 	if (t == NULL)
 		return;
 	char *msgid = NULL;
-	if (t->state != CONTINUITY_NORMAL && e->env.direction == QUEUE_INBOUND)
+	int submitted = e->env.auth_user != NULL && *e->env.auth_user != '\0';
+	/* Owed to the primary: inbound mail, and submission mail to colleagues. */
+	if (t->state != CONTINUITY_NORMAL &&
+	    (e->env.direction == QUEUE_INBOUND || (submitted && e->env.direction == QUEUE_OUTBOUND)))
 		note_inbound(c, t, e, &msgid);
-	if (e->env.auth_user != NULL && *e->env.auth_user != '\0')
+	if (submitted)
 		note_sent(c, t, e, &msgid);
 	free(msgid);
 }
@@ -279,8 +312,7 @@ continuity_note_outcome(struct continuity *c, const struct queue_entry *e, size_
 	/* Only tenants that had an outage or drill here (or copies) can have rows. */
 	int n = t != NULL || copy ? store_cont_ledger_settle(c->srv->store, 0, e->env.id, addr,
 	    copy ? "sent" : "inbound", state, reply, now) : 0;
-	if (st == RCPT_DELIVERED && !skipped && !copy && e->env.direction == QUEUE_INBOUND &&
-	    cont_rcpt_route_bound(c, addr)) {
+	if (st == RCPT_DELIVERED && !skipped && !copy && rcpt_owed(c, e, addr)) {
 		char *msgid = cont_message_id(c, e->env.id);
 		if (msgid != NULL)
 			cont_remember_delivery(c, e->env.tenant, msgid, addr, now);

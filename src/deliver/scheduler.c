@@ -89,6 +89,7 @@ struct sentry {
 	int cont_held;
 	time_t held_since;            /* 0: not held now */
 	time_t held_total;            /* seconds held before: max_lifetime does not run */
+	int release_due;              /* failback came while a job ran: dispatch at round end */
 };
 
 /* WAITING (in a destination FIFO) -> RUNNING (smtp_client) -> FINISHING (DSN, record) */
@@ -254,6 +255,28 @@ dest_outbound(struct scheduler *s, const char *domain, const char **why_r)
 	return d;
 }
 
+/*
+ * Is a recipient of this entry bound for its own tenant's route?  Only
+ * mail sent through submission (an outbound entry with auth_user) has such
+ * recipients: those of the tenant's own domains, delivered (and held by
+ * continuity) exactly like inbound mail.  A domain of another tenant hosted
+ * here is not: that mail leaves the tenant and goes by MX / smarthost like
+ * any outbound mail, never straight into the other tenant's route.
+ * domain: lower case.  1 yes, 0 no, -1 lookup failure.
+ */
+static int
+rcpt_own_route(struct scheduler *s, const struct queue_entry *e, const char *domain)
+{
+	char *owner = NULL;
+	if (e->env.direction != QUEUE_OUTBOUND || e->env.auth_user == NULL ||
+	    *e->env.auth_user == '\0' || e->env.tenant == NULL || s->srv->store == NULL)
+		return 0;
+	int found = store_domain_tenant(s->srv->store, domain, &owner);
+	int own = found == 1 && owner != NULL && strcmp(owner, e->env.tenant) == 0;
+	free(owner);
+	return found < 0 ? -1 : own;
+}
+
 /* Where a recipient goes; NULL with *why_r when it cannot go anywhere now. */
 static struct dest *
 dest_for(struct scheduler *s, const struct queue_entry *e, const char *addr, const char **why_r)
@@ -261,6 +284,7 @@ dest_for(struct scheduler *s, const struct queue_entry *e, const char *addr, con
 	char *domain = str_lower(xstrdup(rcpt_domain(addr)));
 	struct dest *d = NULL;
 	char *tenant = NULL;
+	int own;
 	if (e->env.flags & QUEUE_F_DIRECT_MX) {      /* alerts: never a tenant route */
 		d = dest_outbound(s, domain, why_r);
 		free(domain);
@@ -271,7 +295,13 @@ dest_for(struct scheduler *s, const struct queue_entry *e, const char *addr, con
 		d = dest_tenant_route(s, domain, why_r);
 		break;
 	case QUEUE_OUTBOUND:
-		d = dest_outbound(s, domain, why_r);
+		own = rcpt_own_route(s, e, domain);
+		if (own < 0)
+			*why_r = "tenant lookup failed";
+		else if (own)
+			d = dest_tenant_route(s, domain, why_r);
+		else
+			d = dest_outbound(s, domain, why_r);
 		break;
 	case QUEUE_BOUNCE:
 		if (s->srv->store != NULL && store_domain_tenant(s->srv->store, domain, &tenant) == 1)
@@ -898,6 +928,13 @@ sentry_round_end(struct sentry *se)
 	}
 	if (s->stopping || e->held)
 		return;
+	if (se->release_due) {
+		/* Its held recipients join the failback now, not after a retry delay. */
+		se->release_due = 0;
+		e->next_attempt = 0;
+		sentry_arm(se, 0);
+		return;
+	}
 	time_t delay = retry_delay(s->srv->cfg, e->attempts);
 	e->next_attempt = sched_now() + delay;
 	queue_entry_note_attempt(s->srv->queue, e);
@@ -920,16 +957,24 @@ local_defer(struct sentry *se, struct job *local, size_t i, const char *why)
 	return local;
 }
 
-/* Is addr's domain routed to the archive only ("archive:", a journaling domain)? */
+/*
+ * Is addr's domain routed to the archive only ("archive:", a journaling
+ * domain)?  Inbound recipients, and submission recipients of the tenant's
+ * own domains (rcpt_own_route); other outbound recipients never are.
+ */
 static int
 rcpt_archive_only(struct scheduler *s, const struct queue_entry *e, const char *addr)
 {
 	char *url = NULL;
 	struct route r;
 	const char *why;
-	if (e->env.direction == QUEUE_OUTBOUND || s->srv->store == NULL)
+	if (s->srv->store == NULL)
 		return 0;
 	char *domain = str_lower(xstrdup(rcpt_domain(addr)));
+	if (e->env.direction == QUEUE_OUTBOUND && rcpt_own_route(s, e, domain) != 1) {
+		free(domain);
+		return 0;
+	}
 	int found = store_route_get(s->srv->store, domain, &url) == 1;
 	int only = found && route_parse(url, &r, &why) == 0 && r.archive_only;
 	free(url);
@@ -1063,6 +1108,8 @@ sentry_dispatch(struct sentry *se)
 	}
 	if (nheld == 0)
 		sentry_unhold(se);
+	else if (se->held_since == 0)
+		se->held_since = sched_now();   /* some held (submission to colleagues) */
 	for (size_t k = 0; k < nround; k++) {
 		if (s->replaying && strncmp(round[k]->d->key, "route:", 6) == 0)
 			round[k]->d->replay = 1;
@@ -1513,9 +1560,14 @@ release_collect(void *arg, struct queue_entry *e)
 {
 	struct release *r = arg;
 	struct sentry *se = e->sched_data;
-	if (se == NULL || e->held || se->jobs > 0 || se->deleting || e->env.tenant == NULL ||
+	if (se == NULL || e->held || se->deleting || e->env.tenant == NULL ||
 	    strcmp(e->env.tenant, r->tenant) != 0 || queue_entry_finished(e))
 		return;
+	if (se->jobs > 0) {
+		/* e.g. a submission entry whose outside recipients are being sent */
+		se->release_due = se->held_since != 0;
+		return;
+	}
 	if (r->n == r->cap) {
 		r->cap = r->cap ? r->cap * 2 : 64;
 		r->list = xrealloc(r->list, r->cap * sizeof(*r->list));

@@ -13,9 +13,11 @@
  *	A session of the submission listener (RFC 6409, smtp_server.c) runs
  *	the same machine with `submission` set: EHLO offers AUTH PLAIN LOGIN
  *	once TLS is up, MAIL needs a signed-in continuity user (see the AUTH
- *	section below) whose address or alias is the sender, every recipient
- *	is for the user's tenant (inbound for its own domains, else outbound),
- *	and the queue entry carries env.auth_user.  Port 25 offers no AUTH.
+ *	section below) whose address or alias is the sender, and the whole
+ *	transaction is ONE outbound entry of the user's tenant carrying
+ *	env.auth_user, whatever its recipients: colleagues and the outside
+ *	world together, as mail clients send them (the scheduler routes the
+ *	tenant's own domains through the tenant route).  Port 25 offers no AUTH.
  *
  * STATES
  *
@@ -980,10 +982,13 @@ rcpt_check_tenant(struct smtp_session *sess, const struct smtp_rcpt *r, char **t
  * Returns 1 accepted, 0 refused (reply sent), -1 lookup failure (reply sent).
  */
 /*
- * Submission: every recipient is for the signed-in user's tenant, inbound
- * when its domain is one of the tenant's (delivered through the tenant
- * route, like a relay client's mail to its own domains), outbound otherwise
- * (any other domain, another tenant's included: it leaves this tenant).
+ * Submission: every recipient is outbound for the signed-in user's tenant,
+ * so a client's one transaction to colleagues and outsiders is one queue
+ * entry (clients do not retry a 452 recipient).  A recipient of one of the
+ * tenant's own domains is still checked like inbound mail (the tenant's
+ * unknown_recipients setting); the scheduler delivers it through the
+ * tenant route (deliver/scheduler.c dest_for).  Another tenant's domain is
+ * plain outbound: the mail leaves this tenant.
  */
 static int
 rcpt_policy_submission(struct smtp_session *sess, const struct smtp_rcpt *r, char **tenant_r,
@@ -1003,7 +1008,7 @@ rcpt_policy_submission(struct smtp_session *sess, const struct smtp_rcpt *r, cha
 	int own = found == 1 && owner != NULL && strcmp(owner, sess->auth_tenant) == 0;
 	free(owner);
 	*tenant_r = xstrdup(sess->auth_tenant);
-	*dir_r = own ? QUEUE_INBOUND : QUEUE_OUTBOUND;
+	*dir_r = QUEUE_OUTBOUND;
 	return rcpt_check_tenant(sess, r, tenant_r, own);
 }
 

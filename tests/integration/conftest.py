@@ -60,6 +60,23 @@ def mailark_bin():
     return os.environ.get("MAILARK_BIN") or str(REPO / "build" / "mailark")
 
 
+def control_request(d, cmd, timeout=30, **args):
+    """One request on a daemon's control socket, as the local operator; the
+    whole reply ({"ok": ..., "result"/"error": ...})."""
+    import json
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(Path(d.data_dir) / "control.sock"))
+        s.sendall((json.dumps({"cmd": cmd, "args": args}) + "\n").encode())
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)
+
+
 def _port_open(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):

@@ -4,10 +4,10 @@ document that names every route the server answers."""
 
 import http.client
 import json
-import socket
-from pathlib import Path
 
 import pytest
+
+from conftest import control_request
 
 # Every route the brief asks for: (method, path with sample values).  The
 # completeness test probes each one and fails if the server answers a
@@ -44,18 +44,8 @@ CANDIDATE_ROUTES = [
 
 
 def control(d, cmd, **args):
-    """One request on the control socket, as the local operator."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(str(Path(d.data_dir) / "control.sock"))
-        s.sendall((json.dumps({"cmd": cmd, "args": args}) + "\n").encode())
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    reply = json.loads(data)
+    """One request on the control socket, as the local operator; its result."""
+    reply = control_request(d, cmd, **args)
     assert reply["ok"], reply
     return reply["result"]
 

