@@ -115,6 +115,10 @@ class Mailark:
         self.cli("domain", "add", "bench", "bench.test")
         self.cli("route", "set", "bench.test", "smtp://127.0.0.1:%d" % sink_port)
         self.cli("user", "add", "bench", USER, "--password-stdin", input=USER_PW + "\n")
+        # The corpus is from 2002-2003: under the default retention period
+        # the scheduled purge (a minute after start) would delete most of
+        # the synced INBOX in the middle of the benchmark.
+        self.cli("archive", "retention", "set", "bench", "--default", "forever")
 
     def cli(self, *args, input=None):
         p = subprocess.run([self.bin, "-c", str(self.conf), *args], capture_output=True,

@@ -783,6 +783,19 @@ cont_failback_due(struct continuity *c, struct ctenant *t, time_t now)
 	return n > 0;
 }
 
+/* The gauges of /metrics: tenants in continuity, routes down. */
+static void
+cont_update_metrics(struct continuity *c)
+{
+	long long tenants = 0, down = 0;
+	for (struct ctenant *t = c->tenants; t != NULL; t = t->next)
+		tenants += t->state != CONTINUITY_NORMAL;
+	for (struct croute *r = c->routes; r != NULL; r = r->next)
+		down += r->state == CROUTE_DOWN;
+	atomic_store(&c->srv->metrics.continuity_tenants, tenants);
+	atomic_store(&c->srv->metrics.continuity_routes_down, down);
+}
+
 static void
 cont_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -797,6 +810,7 @@ cont_tick(evutil_socket_t fd, short what, void *arg)
 			cont_check_end(c, t);
 		}
 	}
+	cont_update_metrics(c);
 }
 
 /* ---- start, stop -------------------------------------------------------- */

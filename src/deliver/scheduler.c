@@ -20,6 +20,13 @@
  *	expired recipients get their DSN queued (durably) before their
  *	outcome is recorded, so a crash may repeat a DSN but never lose one.
  *	NOTIFY=SUCCESS "delivered" DSNs are not generated.
+ *
+ *	Destinations (dest_for): inbound recipients go through their domain's
+ *	tenant route, outbound ones by MX or the smarthost.  Mail sent through
+ *	submission is one outbound entry with env.auth_user: its recipients of
+ *	the tenant's own domains go through the tenant route like inbound
+ *	mail (held while the tenant is in continuity, replayed in order at
+ *	failback), the others by MX / smarthost at once.
  */
 #include "deliver/scheduler.h"
 

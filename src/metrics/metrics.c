@@ -71,6 +71,11 @@ metrics_render(struct metrics *m, struct buf *out)
 	metrics_gauge(out, "mailark_archive_index_lag",
 	    "Archived messages committed but not yet searchable.",
 	    atomic_load(&m->archive_index_lag));
+	metrics_gauge(out, "mailark_continuity_tenants",
+	    "Tenants in continuity now (active or failing back).",
+	    atomic_load(&m->continuity_tenants));
+	metrics_gauge(out, "mailark_continuity_routes_down",
+	    "Tenant primary routes that are down now.", atomic_load(&m->continuity_routes_down));
 	metrics_gauge(out, "mailark_delivery_connections_active",
 	    "Outbound SMTP connections open now.", atomic_load(&m->delivery_connections_active));
 

@@ -31,6 +31,8 @@ struct metrics {
 	atomic_ullong archive_messages;            /* queue entries archived */
 	atomic_ullong archive_failures;            /* archive copies that failed (retried) */
 	atomic_llong archive_index_lag;            /* committed, not yet searchable (set on render) */
+	atomic_llong continuity_tenants;           /* tenants ACTIVE or FAILING_BACK (continuity tick) */
+	atomic_llong continuity_routes_down;       /* tenant routes seen down (continuity tick) */
 	/* Commit latency (end of DATA → durable), histogram in seconds. */
 	atomic_ullong commit_latency_bucket[METRICS_LATENCY_BUCKETS];
 	atomic_ullong commit_latency_count;

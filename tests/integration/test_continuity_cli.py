@@ -10,6 +10,7 @@ import time
 import pytest
 
 from test_api import Api, control
+from test_probe import wait_metric
 
 _counter = itertools.count(1)
 NOT_FOUND = {"error": {"code": "not_found", "message": "not found"}}
@@ -265,6 +266,7 @@ def test_admin_starts_and_stops_over_the_api(world):
     assert st in (400, 409), js           # already active
     p = d.cli("continuity", "status", "own")
     assert p.stdout.splitlines()[1].split() == ["state:", "active"]
+    wait_metric(d, "mailark_continuity_tenants", 1)
     st, js, _ = admin.post("/api/v1/tenants/own/continuity/stop")
     assert st == 200 and js["state"] in ("failing_back", "normal"), js
     st, rep, _ = world.api("auditor").get("/api/v1/tenants/own/continuity/report")
@@ -286,6 +288,7 @@ def test_admin_starts_and_stops_over_the_api(world):
     ok = {(e.get("action"), e.get("outcome")) for e in items
           if e.get("actor") == "admin@own.example"}
     assert ("continuity.start", "ok") in ok and ("continuity.stop", "ok") in ok, items[:6]
+    wait_metric(d, "mailark_continuity_tenants", 0)
 
 
 def test_drill_through_the_cli(world):

@@ -17,6 +17,7 @@ import re
 import socket
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -52,6 +53,21 @@ def wait_route_state(d, tenant, route, want, timeout):
         time.sleep(0.1)
     raise AssertionError("route %s of %s not %s after %ss: %r" % (route, tenant, want, timeout,
                                                                  last))
+
+
+def wait_metric(d, name, want, timeout=10):
+    """Waits until the gauge `name` on /metrics reads `want` (set each second)."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        url = "http://127.0.0.1:%d/metrics" % d.http_port
+        with urllib.request.urlopen(url, timeout=10) as r:
+            m = re.search(r"^%s (\d+)$" % name, r.read().decode(), re.M)
+        value = int(m.group(1)) if m else None
+        if value == want:
+            return
+        time.sleep(0.2)
+    raise AssertionError("%s is %r, not %r" % (name, value, want))
 
 
 # --------------------------------------------------------------------------
@@ -189,9 +205,11 @@ def test_route_down_then_up(mailark_daemon, smtp_primary):
     # measured by bench/continuity, not asserted here).
     r = wait_route_state(d, "acme", route, "down", 15)
     assert "connect" in (r.get("last_error") or "")
+    wait_metric(d, "mailark_continuity_routes_down", 1)
 
     p.start()
     wait_route_state(d, "acme", route, "up", 15)
+    wait_metric(d, "mailark_continuity_routes_down", 0)
 
 
 def test_one_probe_per_tenant_route(mailark_daemon, smtp_primary):

@@ -16,9 +16,20 @@ not in continuity 454 (and audited); the sender must be the user's address
 or alias (553 otherwise, the null sender too); a second AUTH 503; mail
 reaches the smarthost with a Received "with ESMTPSA" line and the log names
 the signed-in user; the port-25 EHLO and AUTH stay as they were.
+
+Mixed transactions (mail clients send colleagues and outsiders together and
+never retry a 452 recipient): during an outage one transaction to Bob and
+to the world is accepted whole as ONE outbound queue entry; the outside copy
+leaves through the smarthost at once, Bob's is held, shows in his
+continuity INBOX over IMAP (imaplib, implicit TLS) and reaches the primary
+exactly once at failback, in arrival order with inbound mail held beside
+it; the report reconciles.  A domain of another tenant hosted here is
+plain outbound (smarthost), never that tenant's route.  Port 25 keeps its
+452 for a relay client mixing tenants or directions.
 """
 
 import base64
+import imaplib
 import json
 import re
 import smtplib
@@ -28,7 +39,7 @@ import time
 
 import pytest
 
-from conftest import swaks
+from conftest import control_request, swaks
 
 T = "acme"
 DOMAIN = "acme.example"
@@ -381,16 +392,188 @@ def test_plain_without_initial_response_and_bdat(env):
         time.sleep(0.1)
 
 
-def test_own_domain_recipient_is_inbound_for_the_tenant(env):
-    start_continuity(env)
-    c = signed_in(env)
+def ctl(d, cmd, **args):
+    reply = control_request(d, cmd, **args)
+    assert reply.get("ok"), "control %s %r failed: %r" % (cmd, args, reply)
+    return reply["result"]
+
+
+def subject_of(raw):
+    m = re.search(rb"^Subject: (.*?)\r?$", raw, re.M)
+    return m.group(1).decode() if m else None
+
+
+def wait_at(server, subject, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = [m for m in list(server.messages) if subject_of(m.data) == subject]
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError("%r never arrived: %r"
+                         % (subject, [subject_of(m.data) for m in server.messages]))
+
+
+def imap_inbox_subjects(d, user, password, mailbox="INBOX"):
+    c = imaplib.IMAP4_SSL("127.0.0.1", d.imaps_port, ssl_context=tls_context(), timeout=30)
+    try:
+        c.login(user, password)
+        typ, data = c.select(mailbox, readonly=True)
+        assert typ == "OK", data
+        typ, data = c.uid("SEARCH", None, "ALL")
+        assert typ == "OK", data
+        uids = data[0].split()
+        if not uids:
+            return []
+        typ, data = c.uid("FETCH", b",".join(uids).decode(),
+                          "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert typ == "OK", data
+        return [subject_of(part[1]) for part in data if isinstance(part, tuple)]
+    finally:
+        c.logout()
+
+
+def wait_imap(d, user, password, subject, mailbox="INBOX", timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = imap_inbox_subjects(d, user, password, mailbox)
+        if subject in got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError("%s %s lacks %r: %r" % (user, mailbox, subject, got))
+        time.sleep(0.3)
+
+
+def message(subject, to):
+    return ("From: %s\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%s@acme.example>\r\n\r\n"
+            "Body of %s.\r\n" % (ANN, ", ".join(to), subject, re.sub(r"\W", "", subject),
+                                 subject)).encode()
+
+
+def send25(d, rcpt, subject):
+    with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=30) as s:
+        s.ehlo("client.test")
+        assert s.mail("sam@sender.example")[0] == 250
+        assert s.rcpt(rcpt)[0] == 250
+        data = ("From: sam@sender.example\r\nTo: %s\r\nSubject: %s\r\n\r\nHello.\r\n"
+                % (rcpt, subject))
+        assert s.data(data.encode())[0] == 250
+
+
+def test_colleague_and_outside_in_one_transaction_during_an_outage(env):
+    d = env
+    ctl(d, "continuity.start", tenant=T, reason="mixed submission test")
+    # held inbound mail before and after, to check the failback order
+    send25(d, BOB, "inbound-before")
+    time.sleep(1.1)
+    with smtplib.SMTP("127.0.0.1", d.submission_port, timeout=30) as s:
+        s.ehlo("client.test")
+        s.starttls(context=tls_context())
+        s.ehlo("client.test")
+        s.login(ANN, PW_ANN)
+        assert s.mail(ANN)[0] == 250
+        assert s.rcpt(BOB) == (250, b"2.1.5 Ok")
+        assert s.rcpt(OUTSIDE) == (250, b"2.1.5 Ok")
+        code, msg = s.data(message("mixed-1", [BOB, OUTSIDE]))
+        assert code == 250, msg
+    qid = re.search(r"queued as (\w+)", msg.decode()).group(1)
+    time.sleep(1.1)
+    send25(d, BOB, "inbound-after")
+
+    # one queue entry, outbound for the tenant, both recipients
+    d.wait_log(r"received id=%s tenant=acme direction=outbound from=ann@acme\.example "
+               r"nrcpt=2 .*auth_user=ann@acme\.example" % qid)
+    # the outside copy leaves now, alone
+    out = wait_at(d.smarthost, "mixed-1")
+    assert len(out) == 1 and out[0].rcpt_tos == [OUTSIDE], [m.rcpt_tos for m in out]
+    # Bob's copy is held (the primary is up, but the tenant is in continuity) ...
+    d.wait_log(r"continuity_ledger outage=\d+ id=%s to=bob@acme\.example kind=inbound" % qid)
+    d.wait_log(r"continuity_ledger outage=\d+ id=%s to=ann@acme\.example kind=sent" % qid)
+    # ... and Bob reads it in his continuity INBOX; Ann has it in Sent, not INBOX
+    wait_imap(d, BOB, PW_BOB, "mixed-1")
+    wait_imap(d, ANN, PW_ANN, "mixed-1", mailbox="Sent")
+    assert "mixed-1" not in imap_inbox_subjects(d, ANN, PW_ANN)
+    time.sleep(1.5)
+    assert d.primary.messages == [], [m.rcpt_tos for m in d.primary.messages]
+    r = ctl(d, "continuity.report", tenant=T)
+    # inbound-before, inbound-after, Bob's copy, Ann's sent copy
+    assert r["accepted"] == 4 and r["pending"] == 4, r
+
+    # failback: everything owed reaches the primary once, in arrival order
+    ctl(d, "continuity.stop", tenant=T)
+    deadline = time.monotonic() + 30
+    while True:
+        r = ctl(d, "continuity.report", tenant=T)
+        if r["pending"] == 0:
+            break
+        assert time.monotonic() < deadline, r
+        time.sleep(0.2)
+    assert r["accepted"] == r["delivered"] + r["pending"] + r["failed"], r
+    assert r["reconciles"] is True and r["failed"] == 0 and r["delivered"] == 4, r
+    msgs = d.primary.wait_for(4, timeout=20)
+    time.sleep(2)
+    msgs = list(d.primary.messages)
+    plain = [m for m in msgs if b"X-Mailark-Continuity:" not in m.data]
+    assert [subject_of(m.data) for m in plain] == ["inbound-before", "mixed-1",
+                                                   "inbound-after"], plain
+    assert all(m.rcpt_tos == [BOB] for m in plain), [m.rcpt_tos for m in plain]
+    copies = [m for m in msgs if b"X-Mailark-Continuity:" in m.data]
+    assert len(copies) == 1 and copies[0].rcpt_tos == [ANN], copies
+    assert subject_of(copies[0].data.split(b"\r\n", 1)[1]) == "mixed-1"
+    # the outside recipient was sent once, never again at failback
+    assert [subject_of(m.data) for m in d.smarthost.messages].count("mixed-1") == 1
+
+
+def test_swaks_mixed_recipients_other_tenant_goes_outbound(env):
+    """swaks: a colleague, another tenant's user and the world in one
+    transaction; only the colleague waits for the tenant's primary."""
+    d = env
+    ctl(d, "continuity.start", tenant=T)
+    p = swaks("--server", "127.0.0.1:%d" % d.submission_port, "--tls",
+              "--auth", "LOGIN", "--auth-user", ANN, "--auth-password", PW_ANN,
+              "--from", ANN, "--to", "%s,%s,%s" % (BOB, CAROL, OUTSIDE),
+              "--header", "Subject: mixed-swaks")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count("250 2.1.5 Ok") == 3, p.stdout
+    assert "452" not in p.stdout
+    out = wait_at(d.smarthost, "mixed-swaks")
+    assert sorted(r for m in out for r in m.rcpt_tos) == sorted([CAROL, OUTSIDE])
+    wait_imap(d, BOB, PW_BOB, "mixed-swaks")
+    time.sleep(1)
+    assert d.primary.messages == []
+    ctl(d, "continuity.stop", tenant=T)
+    got = wait_at(d.primary, "mixed-swaks")
+    assert [m.rcpt_tos for m in got if b"X-Mailark-Continuity:" not in m.data] == [[BOB]]
+
+
+def test_colleague_only_is_one_outbound_entry(env):
+    """Without an outage nothing is held: Bob's copy goes straight to the
+    primary through the tenant route, the outside copy to the smarthost."""
+    d = env
+    ctl(d, "continuity.start", tenant=T)
+    c = signed_in(d)
+    ctl(d, "continuity.stop", tenant=T)   # signed in during the outage, sends after it
     assert c.cmd("MAIL FROM:<%s>" % ANN)[0].startswith("250 ")
     assert c.cmd("RCPT TO:<%s>" % BOB)[0].startswith("250 ")
-    # an outside recipient needs its own transaction (another direction)
-    assert c.cmd("RCPT TO:<%s>" % OUTSIDE)[0].startswith("452 ")
+    assert c.cmd("RCPT TO:<%s>" % OUTSIDE)[0].startswith("250 ")
     assert c.cmd("DATA")[0].startswith("354 ")
-    r = c.cmd("Subject: to a colleague\r\n\r\nHi Bob.\r\n.")
+    r = c.cmd("Subject: after the outage\r\n\r\nHi Bob.\r\n.")
     assert r[0].startswith("250 "), r
     c.close()
-    env.wait_log(r"received id=\w+ tenant=acme direction=inbound from=ann@acme\.example .*"
-                 r"auth_user=ann@acme\.example")
+    assert [m.rcpt_tos for m in wait_at(d.primary, "after the outage")] == [[BOB]]
+    assert [m.rcpt_tos for m in wait_at(d.smarthost, "after the outage")] == [[OUTSIDE]]
+
+
+def test_port25_relay_client_still_splits_tenants(env):
+    """Port 25 is unchanged: a relay client mixing a tenant's inbound
+    domain with the world gets 452 for the second kind."""
+    d = env
+    d.cli("relay", "add", T, "127.0.0.1/32", check=False)
+    with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=15) as s:
+        s.ehlo("client.test")
+        assert s.mail("sam@sender.example")[0] == 250
+        assert s.rcpt(BOB)[0] == 250
+        code, text = s.rcpt(OUTSIDE)
+        assert code in (452, 550), (code, text)
+        if code == 452:
+            assert b"try again in a new transaction" in text
