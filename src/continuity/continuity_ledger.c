@@ -10,8 +10,8 @@
  * entry for colleagues and outsiders alike; the scheduler holds the
  * colleagues' copies for the tenant route).  Mail a user sent through
  * submission during an outage or a drill that includes the user also gets
- * a 'sent' row, and its
- * bytes are kept in <data_dir>/continuity/<tenant>/sent/<queue ID>.eml
+ * a 'sent' row, and its bytes are kept in
+ * <data_dir>/continuity/<tenant>/sent/<queue ID>.eml
  * (the original may leave the queue long before failback).  At failback
  * cont_sent_copies() turns each 'sent' row into a copy for the user's
  * primary mailbox (tenant setting sent_copy) and the file is removed.

@@ -975,13 +975,6 @@ rcpt_check_tenant(struct smtp_session *sess, const struct smtp_rcpt *r, char **t
 }
 
 /*
- * Recipient policy: a tenant's domain → inbound for that tenant; else a
- * client inside a tenant's relay network → outbound for it; else refused.
- * A tenant of a region this node does not serve gets 451, so the sender's
- * MTA tries an MX of the right region and nothing is stored here.
- * Returns 1 accepted, 0 refused (reply sent), -1 lookup failure (reply sent).
- */
-/*
  * Submission: every recipient is outbound for the signed-in user's tenant,
  * so a client's one transaction to colleagues and outsiders is one queue
  * entry (clients do not retry a 452 recipient).  A recipient of one of the
@@ -1012,6 +1005,13 @@ rcpt_policy_submission(struct smtp_session *sess, const struct smtp_rcpt *r, cha
 	return rcpt_check_tenant(sess, r, tenant_r, own);
 }
 
+/*
+ * Recipient policy: a tenant's domain → inbound for that tenant; else a
+ * client inside a tenant's relay network → outbound for it; else refused.
+ * A tenant of a region this node does not serve gets 451, so the sender's
+ * MTA tries an MX of the right region and nothing is stored here.
+ * Returns 1 accepted, 0 refused (reply sent), -1 lookup failure (reply sent).
+ */
 static int
 rcpt_policy(struct smtp_session *sess, const struct smtp_rcpt *r, char **tenant_r,
     enum queue_direction *dir_r)
