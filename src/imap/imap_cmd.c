@@ -1058,7 +1058,9 @@ imap_cmd_dispatch(struct imap_session *sess, const char *data, size_t len)
 		char tag[IMAP_TAG_MAX + 1];
 		snprintf(tag, sizeof(tag), "%s", cmd.tag);
 		int rc = d->fn(sess, &cmd, uid);
-		if (rc < 0)
+		if (rc == -2)
+			reply_bad(sess, tag, "Invalid messageset");
+		else if (rc < 0)
 			reply_bad(sess, tag, "Invalid arguments");
 		else
 			sess->bad_in_row = 0;

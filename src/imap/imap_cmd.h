@@ -22,6 +22,8 @@ struct cmd_job {
 	struct fetch_state *fetch;    /* FETCH: items and position */
 };
 
+/* 0 answered, 1 a job runs, -1 BAD "Invalid arguments", -2 BAD "Invalid messageset"
+ * (a message sequence number beyond the mailbox). */
 typedef int imap_cmd_fn(struct imap_session *, struct imap_cmd *, int uid);
 imap_cmd_fn imap_cmd_fetch, imap_cmd_store, imap_cmd_search, imap_cmd_copy;
 

@@ -29,6 +29,7 @@
 
 #define FETCH_SLICE_MSGS  100
 #define FETCH_SLICE_BYTES (4u * 1024 * 1024)
+#define FETCH_BATCH_MAX   256     /* pipelined FETCH commands taken into one job */
 
 enum fitem_kind {
 	FI_FLAGS, FI_UID, FI_INTERNALDATE, FI_SIZE, FI_ENVELOPE, FI_BODY, FI_BODYSTRUCTURE,
@@ -48,24 +49,39 @@ struct fetch_state {
 	struct fitem *items;
 	size_t n;
 	struct imap_seqset set;
+	struct imap_seqset rs;     /* set resolved against the snapshot (worker) */
+	int resolved;
+	size_t ri;                 /* FETCH: the range of rs being walked */
+	int in_range;              /* pos was positioned in range ri */
 	size_t pos;                /* next message index */
 	int need_raw;
+	char *tag;                 /* FETCH: the command's tag and UID variant */
+	int uid;
+	struct fetch_state *next;  /* FETCH: pipelined FETCH commands after this one */
 };
 
-void
-imap_fetch_state_free(struct cmd_job *j)
+static void
+fetch_state_free_one(struct fetch_state *f)
 {
-	struct fetch_state *f = j->fetch;
-	if (f == NULL)
-		return;
 	for (size_t i = 0; i < f->n; i++) {
 		free(f->items[i].section);
 		free(f->items[i].label);
 	}
 	free(f->items);
 	imap_seqset_free(&f->set);
+	imap_seqset_free(&f->rs);
+	free(f->tag);
 	free(f);
-	j->fetch = NULL;
+}
+
+void
+imap_fetch_state_free(struct cmd_job *j)
+{
+	while (j->fetch != NULL) {
+		struct fetch_state *f = j->fetch;
+		j->fetch = f->next;
+		fetch_state_free_one(f);
+	}
 }
 
 static void
@@ -159,16 +175,16 @@ fetch_parse_item(struct fetch_state *f, const struct imap_arg *a)
 }
 
 static struct fetch_state *
-fetch_parse(const struct imap_cmd *cmd)
+fetch_parse(const struct imap_arg *args, size_t nargs)
 {
-	if (cmd->nargs != 2 || cmd->args[0].type != IMAP_ARG_ATOM)
+	if (nargs != 2 || args[0].type != IMAP_ARG_ATOM)
 		return NULL;
 	struct fetch_state *f = xcalloc(1, sizeof(*f));
-	if (imap_seqset_parse(cmd->args[0].str, &f->set) < 0) {
+	if (imap_seqset_parse(args[0].str, &f->set) < 0) {
 		free(f);
 		return NULL;
 	}
-	const struct imap_arg *a = &cmd->args[1];
+	const struct imap_arg *a = &args[1];
 	int rc = 0;
 	if (a->type == IMAP_ARG_ATOM && strcasecmp(a->str, "ALL") == 0) {
 		fitem_add(f, FI_FLAGS);
@@ -194,20 +210,105 @@ fetch_parse(const struct imap_cmd *cmd)
 		rc = fetch_parse_item(f, a);
 	}
 	if (rc < 0) {
-		struct cmd_job tmp = { .fetch = f };
-		imap_fetch_state_free(&tmp);
+		fetch_state_free_one(f);
 		return NULL;
 	}
 	return f;
 }
 
+/* What '*' stands for: the highest UID, or the number of messages. */
+static uint32_t
+set_star(const struct cmbox_snapshot *s, int uid)
+{
+	if (uid)
+		return s->n > 0 ? s->msgs[s->n - 1].uid : 0;
+	return (uint32_t)s->n;
+}
+
+/*
+ * A sequence set naming a message number beyond the mailbox (or any number
+ * of an empty one) is invalid (RFC 3501 9, seq-number): BAD, like Dovecot.
+ * UID sets may name UIDs that do not exist.
+ */
 static int
-msg_in_set(const struct imap_session *sess, const struct imap_seqset *set, size_t i, int uid)
+seqset_valid(const struct imap_session *sess, const struct imap_seqset *set, int uid)
+{
+	if (uid)
+		return 1;
+	uint32_t n = (uint32_t)sess->snap.n;
+	return n > 0 && imap_seqset_max(set, n) <= n;
+}
+
+/* Resolves f->set against the session's snapshot (once per command). */
+static void
+fetch_resolve(const struct imap_session *sess, struct fetch_state *f, int uid)
+{
+	if (f->resolved)
+		return;
+	imap_seqset_resolve(&f->set, set_star(&sess->snap, uid), &f->rs);
+	f->resolved = 1;
+}
+
+/* The number of message i (UID or sequence number). */
+static uint32_t
+msg_key(const struct cmbox_snapshot *s, size_t i, int uid)
+{
+	return uid ? s->msgs[i].uid : (uint32_t)(i + 1);
+}
+
+/* Index of the first message whose number is >= v (s->n when none). */
+static size_t
+msg_lower_bound(const struct cmbox_snapshot *s, uint32_t v, int uid)
+{
+	if (!uid)
+		return v > 0 ? (size_t)v - 1 : 0;
+	size_t lo = 0, hi = s->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->msgs[mid].uid < v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int
+msg_in_set(const struct imap_session *sess, struct fetch_state *f, size_t i, int uid)
+{
+	fetch_resolve(sess, f, uid);
+	uint32_t v = msg_key(&sess->snap, i, uid);
+	size_t lo = 0, hi = f->rs.n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (f->rs.r[mid].hi < v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < f->rs.n && f->rs.r[lo].lo <= v;
+}
+
+/* The next message of the set in ascending order: 1 with *i_r, 0 at the end. */
+static int
+fetch_next_index(const struct imap_session *sess, struct fetch_state *f, size_t *i_r)
 {
 	const struct cmbox_snapshot *s = &sess->snap;
-	if (uid)
-		return imap_seqset_contains(set, s->msgs[i].uid, s->n > 0 ? s->msgs[s->n - 1].uid : 0);
-	return imap_seqset_contains(set, (uint32_t)(i + 1), (uint32_t)s->n);
+	fetch_resolve(sess, f, f->uid);
+	while (f->ri < f->rs.n) {
+		const struct imap_seq_range *r = &f->rs.r[f->ri];
+		if (!f->in_range) {
+			f->pos = msg_lower_bound(s, r->lo, f->uid);
+			f->in_range = 1;
+		}
+		if (f->pos < s->n && msg_key(s, f->pos, f->uid) <= r->hi) {
+			*i_r = f->pos++;
+			return 1;
+		}
+		f->ri++;
+		f->in_range = 0;
+	}
+	return 0;
 }
 
 static void
@@ -321,30 +422,45 @@ fetch_one(struct imap_session *sess, struct fetch_state *f, size_t i, int uid,
 	free(raw);
 }
 
+/* Stores the \Seen flags a slice set (before the tagged OK of their command). */
+static void
+fetch_store_seen(struct imap_session *sess, uint32_t *seen, size_t *nseen)
+{
+	if (*nseen == 0)
+		return;
+	char *err = NULL;
+	if (cmbox_set_flags(sess->srv->cmbox, &sess->user, sess->selected, seen, *nseen,
+	    CMBOX_FLAGS_ADD, CMBOX_F_SEEN, &err) < 0)
+		log_warn("imap_fetch", "session=%s error=%s", sess->id, log_str(err));
+	free(err);
+	*nseen = 0;
+}
+
+/*
+ * One slice: messages of the job's FETCH commands in order (the first
+ * command, then pipelined ones taken with it), each command ending with
+ * its tagged OK, until the slice is full.  Finished commands leave j->fetch.
+ */
 static void
 work_fetch_slice(struct imap_session *sess, struct buf *out)
 {
 	struct cmd_job *j = sess->job;
-	struct fetch_state *f = j->fetch;
-	uint32_t *seen = xcalloc(FETCH_SLICE_MSGS, sizeof(uint32_t));
+	uint32_t seen[FETCH_SLICE_MSGS];
 	size_t nseen = 0, done = 0;
-	while (f->pos < sess->snap.n && done < FETCH_SLICE_MSGS && out->len < FETCH_SLICE_BYTES) {
-		size_t i = f->pos++;
-		if (!msg_in_set(sess, &f->set, i, j->uid))
+	while (j->fetch != NULL && done < FETCH_SLICE_MSGS && out->len < FETCH_SLICE_BYTES) {
+		struct fetch_state *f = j->fetch;
+		size_t i;
+		if (fetch_next_index(sess, f, &i)) {
+			fetch_one(sess, f, i, f->uid, seen, &nseen, out);
+			done++;
 			continue;
-		fetch_one(sess, f, i, j->uid, seen, &nseen, out);
-		done++;
+		}
+		fetch_store_seen(sess, seen, &nseen);
+		buf_appendf(out, "%s OK %sFETCH completed\r\n", f->tag, f->uid ? "UID " : "");
+		j->fetch = f->next;
+		fetch_state_free_one(f);
 	}
-	if (nseen > 0) {
-		char *err = NULL;
-		if (cmbox_set_flags(sess->srv->cmbox, &sess->user, sess->selected, seen, nseen,
-		    CMBOX_FLAGS_ADD, CMBOX_F_SEEN, &err) < 0)
-			log_warn("imap_fetch", "session=%s error=%s", sess->id, log_str(err));
-		free(err);
-	}
-	free(seen);
-	if (f->pos >= sess->snap.n)
-		buf_appendf(out, "%s OK %sFETCH completed\r\n", j->cmd.tag, j->uid ? "UID " : "");
+	fetch_store_seen(sess, seen, &nseen);
 }
 
 static void fetch_slice_done(struct imap_session *sess);
@@ -359,19 +475,87 @@ static void
 fetch_slice_done(struct imap_session *sess)
 {
 	struct cmd_job *j = sess->job;
-	if (j->fetch->pos >= sess->snap.n) {
+	if (j->fetch == NULL) {
 		imap_cmd_job_finish(sess);
 		return;
 	}
 	imap_session_when_drained(sess, fetch_next);
 }
 
+/*
+ * A pipelined command that may join the running FETCH job: a complete
+ * FETCH / UID FETCH line, valid in this state.  NULL otherwise (it is then
+ * read and answered the ordinary way, after the job).
+ */
+static struct fetch_state *
+fetch_batch_parse(struct imap_session *sess, const char *line, size_t len)
+{
+	struct imap_cmd c;
+	const char *err = NULL;
+	struct fetch_state *f = NULL;
+	if (imap_parse_command(line, len, &c, &err) < 0) {
+		imap_cmd_clear(&c);
+		return NULL;
+	}
+	const struct imap_arg *args = c.args;
+	size_t nargs = c.nargs;
+	int uid = 0;
+	if (strcmp(c.name, "UID") == 0 && nargs > 0 && args[0].type == IMAP_ARG_ATOM &&
+	    strcasecmp(args[0].str, "FETCH") == 0) {
+		uid = 1;
+		args++;
+		nargs--;
+	} else if (strcmp(c.name, "FETCH") != 0) {
+		imap_cmd_clear(&c);
+		return NULL;
+	}
+	f = fetch_parse(args, nargs);
+	if (f != NULL && !seqset_valid(sess, &f->set, uid)) {
+		fetch_state_free_one(f);
+		f = NULL;
+	}
+	if (f != NULL) {
+		f->tag = xstrdup(c.tag);
+		f->uid = uid;
+		log_debug("imap_cmd", "session=%s cmd=%sFETCH state=%s batched=1", sess->id,
+		    uid ? "UID " : "", imap_state_name(sess->state));
+	}
+	imap_cmd_clear(&c);
+	return f;
+}
+
+/* Takes the FETCH commands the client pipelined behind f into the same job. */
+static void
+fetch_batch(struct imap_session *sess, struct fetch_state *f)
+{
+	for (int k = 0; k < FETCH_BATCH_MAX; k++) {
+		char *line;
+		size_t len, used;
+		if (imap_session_peek_line(sess, &line, &len, &used) != 1)
+			return;
+		struct fetch_state *nf = fetch_batch_parse(sess, line, len);
+		free(line);
+		if (nf == NULL)
+			return;
+		imap_session_consume(sess, used);
+		f->next = nf;
+		f = nf;
+	}
+}
+
 int
 imap_cmd_fetch(struct imap_session *sess, struct imap_cmd *cmd, int uid)
 {
-	struct fetch_state *f = fetch_parse(cmd);
+	struct fetch_state *f = fetch_parse(cmd->args, cmd->nargs);
 	if (f == NULL)
 		return -1;
+	if (!seqset_valid(sess, &f->set, uid)) {
+		fetch_state_free_one(f);
+		return -2;
+	}
+	f->tag = xstrdup(cmd->tag);
+	f->uid = uid;
+	fetch_batch(sess, f);
 	imap_cmd_job_start(sess, cmd, uid, f, NULL, NULL, work_fetch_slice, fetch_slice_done);
 	return 1;
 }
@@ -392,7 +576,7 @@ work_store(struct imap_session *sess, struct buf *out)
 	uint32_t *uids = xcalloc(sess->snap.n + 1, sizeof(uint32_t));
 	size_t n = 0;
 	for (size_t i = 0; i < sess->snap.n; i++)
-		if (msg_in_set(sess, &f->set, i, j->uid))
+		if (msg_in_set(sess, f, i, j->uid))
 			uids[n++] = sess->snap.msgs[i].uid;
 	char *err = NULL;
 	if (n > 0 && cmbox_set_flags(sess->srv->cmbox, &sess->user, sess->selected, uids, n, op,
@@ -406,7 +590,7 @@ work_store(struct imap_session *sess, struct buf *out)
 	free(uids);
 	for (size_t i = 0; i < sess->snap.n; i++) {
 		struct cmbox_msg *m = &sess->snap.msgs[i];
-		if (!msg_in_set(sess, &f->set, i, j->uid))
+		if (!msg_in_set(sess, f, i, j->uid))
 			continue;
 		if (op == CMBOX_FLAGS_ADD)
 			m->flags |= flags;
@@ -442,6 +626,10 @@ imap_cmd_store(struct imap_session *sess, struct imap_cmd *cmd, int uid)
 	if (imap_seqset_parse(cmd->args[0].str, &f->set) < 0) {
 		free(f);
 		return -1;
+	}
+	if (!seqset_valid(sess, &f->set, uid)) {
+		fetch_state_free_one(f);
+		return -2;
 	}
 	if (sess->readonly) {
 		imap_seqset_free(&f->set);
@@ -480,7 +668,7 @@ work_copy(struct imap_session *sess, struct buf *out)
 	uint32_t *nu = xcalloc(sess->snap.n + 1, sizeof(uint32_t));
 	size_t n = 0;
 	for (size_t i = 0; i < sess->snap.n; i++)
-		if (msg_in_set(sess, &f->set, i, j->uid))
+		if (msg_in_set(sess, f, i, j->uid))
 			uids[n++] = sess->snap.msgs[i].uid;
 	uint32_t uidv = 0;
 	char *err = NULL;
@@ -532,6 +720,10 @@ imap_cmd_copy(struct imap_session *sess, struct imap_cmd *cmd, int uid)
 	if (imap_seqset_parse(cmd->args[0].str, &f->set) < 0) {
 		free(f);
 		return -1;
+	}
+	if (!seqset_valid(sess, &f->set, uid)) {
+		fetch_state_free_one(f);
+		return -2;
 	}
 	if (sess->readonly && strcmp(cmd->name, "MOVE") == 0) {
 		imap_seqset_free(&f->set);

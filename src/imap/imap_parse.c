@@ -378,6 +378,52 @@ imap_seqset_contains(const struct imap_seqset *set, uint32_t v, uint32_t star)
 	return 0;
 }
 
+static int
+seq_range_cmp(const void *a, const void *b)
+{
+	const struct imap_seq_range *x = a, *y = b;
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+void
+imap_seqset_resolve(const struct imap_seqset *set, uint32_t star, struct imap_seqset *out)
+{
+	out->r = xcalloc(set->n ? set->n : 1, sizeof(*out->r));
+	out->n = 0;
+	for (size_t i = 0; i < set->n; i++) {
+		uint32_t lo = set->r[i].lo == IMAP_SEQ_STAR ? star : set->r[i].lo;
+		uint32_t hi = set->r[i].hi == IMAP_SEQ_STAR ? star : set->r[i].hi;
+		out->r[i].lo = lo < hi ? lo : hi;
+		out->r[i].hi = lo < hi ? hi : lo;
+	}
+	if (set->n > 1)
+		qsort(out->r, set->n, sizeof(*out->r), seq_range_cmp);
+	for (size_t i = 0; i < set->n; i++) {
+		struct imap_seq_range *last = out->n > 0 ? &out->r[out->n - 1] : NULL;
+		if (last != NULL && (uint64_t)out->r[i].lo <= (uint64_t)last->hi + 1) {
+			if (out->r[i].hi > last->hi)
+				last->hi = out->r[i].hi;
+			continue;
+		}
+		out->r[out->n++] = out->r[i];
+	}
+}
+
+uint32_t
+imap_seqset_max(const struct imap_seqset *set, uint32_t star)
+{
+	uint32_t max = 0;
+	for (size_t i = 0; i < set->n; i++) {
+		uint32_t lo = set->r[i].lo == IMAP_SEQ_STAR ? star : set->r[i].lo;
+		uint32_t hi = set->r[i].hi == IMAP_SEQ_STAR ? star : set->r[i].hi;
+		if (lo > max)
+			max = lo;
+		if (hi > max)
+			max = hi;
+	}
+	return max;
+}
+
 void
 imap_seqset_free(struct imap_seqset *set)
 {

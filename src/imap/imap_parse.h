@@ -88,6 +88,14 @@ int imap_seqset_parse(const char *s, struct imap_seqset *set);
 /* Does the set contain v when '*' stands for star (the largest number in use)? */
 int imap_seqset_contains(const struct imap_seqset *set, uint32_t v, uint32_t star);
 void imap_seqset_free(struct imap_seqset *set);
+/*
+ * The set with '*' replaced by star, every range lo <= hi, sorted by lo and
+ * merged (overlapping or adjacent ranges become one): contains the same
+ * numbers as set.  out is the caller's (imap_seqset_free).
+ */
+void imap_seqset_resolve(const struct imap_seqset *set, uint32_t star, struct imap_seqset *out);
+/* The largest number the set names when '*' stands for star. */
+uint32_t imap_seqset_max(const struct imap_seqset *set, uint32_t star);
 
 /* Quotes s for a response: a quoted string when possible, else a literal. */
 struct buf;

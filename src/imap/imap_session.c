@@ -499,6 +499,42 @@ input_step(struct imap_session *sess, struct evbuffer *in)
 	return 1;
 }
 
+int
+imap_session_peek_line(struct imap_session *sess, char **line_r, size_t *len_r, size_t *used_r)
+{
+	if (sess->bev == NULL || sess->closed || sess->closing || sess->in != IMAP_IN_LINE ||
+	    sess->cmdbuf.len > 0 || sess->cmd_toobig || sess->wait != IMAP_W_COMMAND)
+		return 0;
+	struct evbuffer *in = bufferevent_get_input(sess->bev);
+	size_t eol_len = 0;
+	struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	if (p.pos < 0 || (uint64_t)p.pos > sess->srv->cfg->imap_max_line_length)
+		return 0;
+	char *line = xmalloc((size_t)p.pos + 1);
+	if (evbuffer_copyout(in, line, (size_t)p.pos) != (ev_ssize_t)p.pos) {
+		free(line);
+		return 0;
+	}
+	line[p.pos] = '\0';
+	uint64_t n;
+	int plus;
+	if (imap_literal_announced(line, (size_t)p.pos, &n, &plus) != 0) {
+		free(line);
+		return 0;
+	}
+	*line_r = line;
+	*len_r = (size_t)p.pos;
+	*used_r = (size_t)p.pos + eol_len;
+	return 1;
+}
+
+void
+imap_session_consume(struct imap_session *sess, size_t used)
+{
+	if (sess->bev != NULL)
+		evbuffer_drain(bufferevent_get_input(sess->bev), used);
+}
+
 static void
 process_input(struct imap_session *sess)
 {

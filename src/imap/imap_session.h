@@ -149,6 +149,15 @@ void imap_session_command_done(struct imap_session *sess);
 int imap_session_output_low(struct imap_session *sess);
 /* Runs resume(sess) once the output has drained below the watermark. */
 void imap_session_when_drained(struct imap_session *sess, imap_done_fn *resume);
+/*
+ * Pipelining: a copy of the next complete command line the client already
+ * sent (without CRLF; *used_r bytes with it) when the framing is between
+ * commands and the line announces no literal.  1 with *line_r (the
+ * caller's), 0 none.  imap_session_consume(used) then takes it.
+ */
+int imap_session_peek_line(struct imap_session *sess, char **line_r, size_t *len_r,
+    size_t *used_r);
+void imap_session_consume(struct imap_session *sess, size_t used);
 /* Writes the reply after ~1 s (failed sign-in), then ends the command. */
 void imap_session_delay_reply(struct imap_session *sess, const char *reply);
 /* Starts / ends IDLE (the poll timer). */
