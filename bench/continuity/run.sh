@@ -9,9 +9,11 @@
 #
 # Environment: BUILD (build), MAILARK_BIN ($BUILD/mailark), REPLAY (messages
 # held and replayed, 5000), SIZE (their size, 5120 bytes), SYNC (messages in
-# the synced INBOX, 10000), RUNS (mbsync runs per server, best kept, 1),
-# ONLY (failover,replay,sync), JSON (write the figures there),
-# MAILARK_CORPUS (the corpus root, default ../shared/corpus).
+# the synced INBOX, 10000), RUNS (mbsync runs per server, the servers
+# alternating, best kept, 1), ONLY (failover,replay,sync), JSON (write the
+# figures there), MAILARK_CORPUS (the corpus root, default ../shared/corpus),
+# SYNC_DIR (where mbsync writes its Maildirs; a tmpfs such as /dev/shm takes
+# the disk out of the sync figure, leaving the servers).
 #
 # Needs smtp-sink and smtp-source (postfix), dovecot (dovecot-imapd), mbsync
 # (isync) and openssl; root, for Dovecot's privilege separation and
@@ -37,6 +39,7 @@ fi
 args=(--bin "$BIN" --corpus "$CORPUS" --replay "${REPLAY:-5000}" --size "${SIZE:-5120}"
 	--sync "${SYNC:-10000}" --runs "${RUNS:-1}" --only "${ONLY:-failover,replay,sync}")
 [[ -n "${JSON:-}" ]] && args+=(--json "$JSON")
+[[ -n "${SYNC_DIR:-}" ]] && args+=(--sync-dir "$SYNC_DIR")
 [[ "${KEEP:-0}" = 1 ]] && args+=(--keep)
 echo "continuity bench: $(nproc) cores, $(date -u +%Y-%m-%d)"
 exec /usr/bin/python3 bench/continuity/bench.py "${args[@]}"

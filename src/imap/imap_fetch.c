@@ -8,7 +8,21 @@
  * only once the client has read the output below the session's watermark
  * (imap_session_when_drained).  Message bytes come from cmbox_read, the
  * MIME views from imap_mime.  A body fetch without .PEEK sets \Seen (one
- * cmbox_set_flags per slice) and reports FLAGS.
+ * cmbox_set_flags per slice, and before each command's tagged OK) and
+ * reports FLAGS.  A FETCH walks only the ranges of its set (resolved once
+ * against the snapshot, binary search on the UIDs), never the whole
+ * mailbox.
+ *
+ * PIPELINING: clients such as mbsync send one "UID FETCH <uid>" per
+ * message without waiting.  The FETCH / UID FETCH lines already read
+ * behind a FETCH (up to FETCH_BATCH_MAX, stopping at the first other
+ * command, literal or invalid one) join its job as a chain of fetch_state:
+ * the slices run through them in order, each ending with its own tagged
+ * OK, so a slice is one worker round trip however many commands it holds.
+ *
+ * A message sequence number beyond the mailbox (any, when it is empty) is
+ * BAD "Invalid messageset" for FETCH, STORE, COPY and MOVE, like Dovecot;
+ * UID sets may name UIDs that do not exist.
  *
  * SEARCH keys are compiled into a tree (struct skey) and evaluated per
  * message; the message is read only when a key needs its bytes.

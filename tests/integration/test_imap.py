@@ -618,6 +618,57 @@ def test_protocol_details(env):
     assert r.closed()
 
 
+def test_pipelined_fetches_and_invalid_messageset(env):
+    r = signed_in_raw(env)
+    out = r.cmd("s", "SELECT INBOX")
+    n = int(next(ln.split()[1] for ln in out if ln.endswith(" EXISTS")))
+    uids = r.cmd("u", "UID SEARCH ALL")[0].split()[2:]
+    assert n >= 2 and len(uids) == n
+    # One write: the FETCH commands after the first join its job; the other
+    # commands between them must still be answered in order, each with its
+    # own responses before its tagged reply.
+    cmds = [("p1", "FETCH 1 (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])"),
+            ("p2", "UID FETCH %s (FLAGS)" % uids[-1]),
+            ("p3", "FETCH %d (UID)" % (n + 1)),
+            ("p4", "NOOP"),
+            ("p5", "FETCH 1:* (UID)"),
+            ("p6", "UID FETCH %s,%s:* (UID)" % (uids[-1], uids[0])),
+            ("p7", "STORE %d +FLAGS (\\Flagged)" % (n + 1)),
+            ("p8", "FETCH 2,1 (UID)")]
+    r.send("".join("%s %s\r\n" % c for c in cmds))
+    got = {}
+    for tag, _ in cmds:
+        got[tag] = r.until_tagged(tag)      # fails with a timeout if out of order
+    assert got["p1"][-1].startswith("p1 OK")
+    assert got["p1"][0].startswith("* 1 FETCH (UID %s BODY[HEADER.FIELDS (SUBJECT)] {" % uids[0])
+    assert any(ln.startswith("Subject: ") for ln in got["p1"])
+    assert got["p2"][0].startswith("* %d FETCH (UID %s FLAGS (" % (n, uids[-1]))
+    assert got["p3"] == ["p3 BAD Invalid messageset"]
+    assert got["p4"][-1].startswith("p4 OK")
+    want = ["* %d FETCH (UID %s)" % (i + 1, u) for i, u in enumerate(uids)]
+    assert got["p5"][:-1] == want and got["p5"][-1].startswith("p5 OK")
+    assert got["p6"][:-1] == want and got["p6"][-1].startswith("p6 OK UID FETCH")
+    assert got["p7"] == ["p7 BAD Invalid messageset"]
+    assert got["p8"][:-1] == want[:2]     # ascending, each once
+    # RFC 3501 9: a message number beyond EXISTS is invalid (Dovecot: BAD
+    # "Invalid messageset"); a UID that does not exist is not.
+    for text in ("FETCH %d FLAGS" % (n + 1), "FETCH 1:%d FLAGS" % (n + 1),
+                 "FETCH %d:* FLAGS" % (n + 1), "STORE %d +FLAGS (\\Seen)" % (n + 1),
+                 "COPY %d Trash" % (n + 1), "MOVE %d Trash" % (n + 1)):
+        assert r.cmd("b", text)[-1] == "b BAD Invalid messageset", text
+    out = r.cmd("ok", "UID FETCH %d FLAGS" % (int(uids[-1]) + 1000))
+    assert out == ["ok OK UID FETCH completed"]
+    # an empty mailbox has no valid message numbers at all
+    assert r.cmd("c", "CREATE Empty")[-1].startswith("c OK")
+    assert r.cmd("e", "SELECT Empty")[-1].startswith("e OK")
+    assert r.cmd("f1", "FETCH 1:* FLAGS") == ["f1 BAD Invalid messageset"]
+    assert r.cmd("f2", "UID FETCH 1:* FLAGS") == ["f2 OK UID FETCH completed"]
+    assert r.cmd("un", "UNSELECT")[-1].startswith("un OK")
+    assert r.cmd("d", "DELETE Empty")[-1].startswith("d OK")
+    r.cmd("lo", "LOGOUT")
+    r.close()
+
+
 # ---- these two run last: they end continuity and stop the daemon ---------------
 
 

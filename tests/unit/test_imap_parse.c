@@ -216,6 +216,53 @@ test_seqsets(void **state)
 	}
 }
 
+/* Resolved sets: '*' replaced, ranges ordered, sorted, merged; same members. */
+static void
+test_seqset_resolve(void **state)
+{
+	struct imap_seqset s, r;
+	assert_int_equal(imap_seqset_parse("9:*,7,3:1,4,12,11,30:40", &s), 0);
+	imap_seqset_resolve(&s, 20, &r);
+	assert_int_equal(r.n, 4);
+	assert_int_equal(r.r[0].lo, 1);
+	assert_int_equal(r.r[0].hi, 4);
+	assert_int_equal(r.r[1].lo, 7);
+	assert_int_equal(r.r[1].hi, 7);
+	assert_int_equal(r.r[2].lo, 9);
+	assert_int_equal(r.r[2].hi, 20);
+	assert_int_equal(r.r[3].lo, 30);
+	assert_int_equal(r.r[3].hi, 40);
+	for (uint32_t v = 1; v <= 45; v++) {
+		int in = 0;
+		for (size_t i = 0; i < r.n; i++)
+			in |= v >= r.r[i].lo && v <= r.r[i].hi;
+		if (in != imap_seqset_contains(&s, v, 20))
+			fail_msg("resolved set differs at %u", v);
+	}
+	assert_int_equal(imap_seqset_max(&s, 20), 40);
+	assert_int_equal(imap_seqset_max(&s, 50), 50);
+	imap_seqset_free(&r);
+	imap_seqset_free(&s);
+
+	/* "5:*" with '*' below 5 is 3:5 (RFC 3501: the order does not matter) */
+	assert_int_equal(imap_seqset_parse("5:*", &s), 0);
+	imap_seqset_resolve(&s, 3, &r);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.r[0].lo, 3);
+	assert_int_equal(r.r[0].hi, 5);
+	assert_int_equal(imap_seqset_max(&s, 3), 5);
+	imap_seqset_free(&r);
+	imap_seqset_free(&s);
+
+	/* the largest number: no overflow when merging up to UINT32_MAX - 1 */
+	assert_int_equal(imap_seqset_parse("4294967294,1:4294967293", &s), 0);
+	imap_seqset_resolve(&s, 0, &r);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.r[0].hi, 4294967294u);
+	imap_seqset_free(&r);
+	imap_seqset_free(&s);
+}
+
 static void
 test_quote(void **state)
 {
@@ -261,6 +308,7 @@ main(void)
 		cmocka_unit_test(test_literals),
 		cmocka_unit_test(test_bad_syntax),
 		cmocka_unit_test(test_seqsets),
+		cmocka_unit_test(test_seqset_resolve),
 		cmocka_unit_test(test_quote),
 		cmocka_unit_test(test_datetime_and_flags),
 	};
