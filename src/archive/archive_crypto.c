@@ -75,26 +75,11 @@ _Static_assert(ARCHIVE_KEY_LEN == crypto_kdf_KEYBYTES, "master key length");
 _Static_assert(sizeof(ACR_KDF_CONTEXT) == crypto_kdf_CONTEXTBYTES, "kdf context length");
 _Static_assert(crypto_hash_sha256_BYTES * 2 == ARCHIVE_HASH_HEX_LEN, "hash length");
 
-static void acr_err(char **err_r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-acr_err(char **err_r, const char *fmt, ...)
-{
-	if (err_r == NULL)
-		return;
-	struct buf e = BUF_INIT;
-	va_list ap;
-	va_start(ap, fmt);
-	buf_vappendf(&e, fmt, ap);
-	va_end(ap);
-	*err_r = buf_steal(&e);
-}
-
 static int
 acr_init(char **err_r)
 {
 	if (sodium_init() < 0) {
-		acr_err(err_r, "cannot initialise libsodium");
+		err_setf(err_r, "cannot initialise libsodium");
 		return -1;
 	}
 	return 0;
@@ -196,10 +181,10 @@ acr_wrap_key(const char *data_dir, unsigned char wk_r[ARCHIVE_KEY_LEN], char **e
 	int rc = -1;
 	buf_appendf(&path, "%s/keys/master.key", data_dir);
 	if (acr_read_master(buf_cstr(&path), master, &why) < 0)
-		acr_err(err_r, "cannot use the master key %s: %s", buf_cstr(&path), why);
+		err_setf(err_r, "cannot use the master key %s: %s", buf_cstr(&path), why);
 	else if (crypto_kdf_derive_from_key(wk_r, ARCHIVE_KEY_LEN, ACR_KDF_ID, ACR_KDF_CONTEXT,
 	    master) != 0)
-		acr_err(err_r, "cannot derive the archive key from %s", buf_cstr(&path));
+		err_setf(err_r, "cannot derive the archive key from %s", buf_cstr(&path));
 	else
 		rc = 0;
 	sodium_memzero(master, sizeof(master));
@@ -239,7 +224,7 @@ acr_unwrap(const unsigned char wk[ARCHIVE_KEY_LEN], const char *tenant, const ch
 	    sodium_base642bin(raw, sizeof(raw), text + ACR_KEY_PREFIX_LEN,
 	    len - ACR_KEY_PREFIX_LEN, NULL, &rawlen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
 	    rawlen != sizeof(raw) - 1) {
-		acr_err(err_r, "the archive data key %s is malformed", path);
+		err_setf(err_r, "the archive data key %s is malformed", path);
 		return -1;
 	}
 	unsigned long long klen = 0;
@@ -247,7 +232,7 @@ acr_unwrap(const unsigned char wk[ARCHIVE_KEY_LEN], const char *tenant, const ch
 	    rawlen - ACR_NONCE_LEN, (const unsigned char *)tenant, strlen(tenant), raw, wk) != 0 ||
 	    klen != ARCHIVE_KEY_LEN) {
 		sodium_memzero(key_r, ARCHIVE_KEY_LEN);
-		acr_err(err_r, "the archive data key %s does not open: it was altered, or wrapped "
+		err_setf(err_r, "the archive data key %s does not open: it was altered, or wrapped "
 		    "with another master key or for another tenant", path);
 		return -1;
 	}
@@ -265,11 +250,11 @@ acr_mkdirs(const char *data_dir, const char *tenant, char **err_r)
 	char *dir = acr_path(data_dir, tenant, NULL);
 	int rc = -1;
 	if (sys_mkdir_p(buf_cstr(&top), 0700) < 0)
-		acr_err(err_r, "cannot create %s: %s", buf_cstr(&top), strerror(errno));
+		err_setf(err_r, "cannot create %s: %s", buf_cstr(&top), strerror(errno));
 	else if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		acr_err(err_r, "cannot create %s: %s", dir, strerror(errno));
+		err_setf(err_r, "cannot create %s: %s", dir, strerror(errno));
 	else if (sys_fsync_dir(buf_cstr(&top)) < 0)
-		acr_err(err_r, "cannot fsync %s: %s", buf_cstr(&top), strerror(errno));
+		err_setf(err_r, "cannot fsync %s: %s", buf_cstr(&top), strerror(errno));
 	else
 		rc = 0;
 	buf_free(&top);
@@ -308,17 +293,17 @@ acr_install(const char *dir, const char *path, const char *text, char **err_r)
 	buf_appendf(&tmp, "%s/.datakey.tmp.%s", dir, hex);
 	int rc = -1;
 	if (acr_write_tmp(buf_cstr(&tmp), text) < 0) {
-		acr_err(err_r, "cannot write %s: %s", buf_cstr(&tmp), strerror(errno));
+		err_setf(err_r, "cannot write %s: %s", buf_cstr(&tmp), strerror(errno));
 	} else if (link(buf_cstr(&tmp), path) == 0) {
 		rc = 0;
 	} else if (errno == EEXIST) {
 		rc = 1;
 	} else {
-		acr_err(err_r, "cannot install %s: %s", path, strerror(errno));
+		err_setf(err_r, "cannot install %s: %s", path, strerror(errno));
 	}
 	(void)unlink(buf_cstr(&tmp));
 	if (rc == 0 && sys_fsync_dir(dir) < 0) {
-		acr_err(err_r, "cannot fsync %s: %s", dir, strerror(errno));
+		err_setf(err_r, "cannot fsync %s: %s", dir, strerror(errno));
 		rc = -1;
 	}
 	buf_free(&tmp);
@@ -359,7 +344,7 @@ acr_load_file(const char *data_dir, const char *tenant, const unsigned char wk[A
 	if (sys_read_file(path, ACR_KEYFILE_MAX, &text, &len) < 0) {
 		rc = errno == ENOENT ? 1 : -1;
 		if (rc < 0)
-			acr_err(err_r, "cannot read the archive data key %s: %s", path,
+			err_setf(err_r, "cannot read the archive data key %s: %s", path,
 			    errno == EFBIG ? "too large" : strerror(errno));
 	} else {
 		rc = acr_unwrap(wk, tenant, path, text, len, key_r, err_r);
@@ -375,7 +360,7 @@ archive_crypto_datakey_load(const char *data_dir, const char *tenant, int create
 {
 	unsigned char wk[ARCHIVE_KEY_LEN];
 	if (!archive_crypto_tenant_ok(tenant)) {
-		acr_err(err_r, "'%s' is not a valid tenant name for the archive",
+		err_setf(err_r, "'%s' is not a valid tenant name for the archive",
 		    tenant ? log_str(tenant) : "");
 		return -1;
 	}
@@ -388,7 +373,7 @@ archive_crypto_datakey_load(const char *data_dir, const char *tenant, int create
 			rc = acr_load_file(data_dir, tenant, wk, key_r, err_r);
 	}
 	if (rc == 1)
-		acr_err(err_r, "tenant '%s' has no archive data key (never created, or shredded)",
+		err_setf(err_r, "tenant '%s' has no archive data key (never created, or shredded)",
 		    tenant);
 	sodium_memzero(wk, sizeof(wk));
 	return rc == 0 ? 0 : -1;
@@ -415,7 +400,7 @@ int
 archive_crypto_datakey_shred(const char *data_dir, const char *tenant, char **err_r)
 {
 	if (!archive_crypto_tenant_ok(tenant)) {
-		acr_err(err_r, "'%s' is not a valid tenant name for the archive",
+		err_setf(err_r, "'%s' is not a valid tenant name for the archive",
 		    tenant ? log_str(tenant) : "");
 		return -1;
 	}
@@ -428,13 +413,13 @@ archive_crypto_datakey_shred(const char *data_dir, const char *tenant, char **er
 	if (fd < 0 && errno == ENOENT) {
 		rc = 0;
 	} else if (fd < 0 || acr_overwrite(fd) < 0) {
-		acr_err(err_r, "cannot overwrite %s: %s", path, strerror(errno));
+		err_setf(err_r, "cannot overwrite %s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 	} else if (sys_close(fd) < 0 || sys_unlink(path) < 0) {
-		acr_err(err_r, "cannot remove %s: %s", path, strerror(errno));
+		err_setf(err_r, "cannot remove %s: %s", path, strerror(errno));
 	} else if (sys_fsync_dir(dir) < 0) {
-		acr_err(err_r, "cannot fsync %s: %s", dir, strerror(errno));
+		err_setf(err_r, "cannot fsync %s: %s", dir, strerror(errno));
 	} else {
 		rc = 0;
 		log_info("archive_datakey_shredded", "tenant=%s", tenant);
@@ -503,13 +488,13 @@ archive_crypto_dict_train(const void *samples, const size_t *lens, size_t n, siz
 	if (capacity > ARCHIVE_DICT_MAX)
 		capacity = ARCHIVE_DICT_MAX;
 	if (capacity < ACR_DICT_MIN || n == 0 || n > 1000000) {
-		acr_err(err_r, "cannot train a dictionary: %zu samples, capacity %zu", n, capacity);
+		err_setf(err_r, "cannot train a dictionary: %zu samples, capacity %zu", n, capacity);
 		return -1;
 	}
 	unsigned char *d = xmalloc(capacity);
 	size_t got = ZDICT_trainFromBuffer(d, capacity, samples, lens, (unsigned)n);
 	if (ZDICT_isError(got) || got < ACR_DICT_MIN) {
-		acr_err(err_r, "cannot train a dictionary from %zu samples: %s", n,
+		err_setf(err_r, "cannot train a dictionary from %zu samples: %s", n,
 		    ZDICT_isError(got) ? ZDICT_getErrorName(got) : "too small");
 		archive_crypto_wipe(d, capacity);
 		free(d);
@@ -537,7 +522,7 @@ archive_crypto_dict_seal(const unsigned char key[ARCHIVE_KEY_LEN], uint32_t id,
 	if (acr_init(err_r) < 0)
 		return -1;
 	if (id == 0 || dict == NULL || len == 0 || len > ARCHIVE_DICT_MAX) {
-		acr_err(err_r, "cannot seal dictionary %u of %zu bytes", id, len);
+		err_setf(err_r, "cannot seal dictionary %u of %zu bytes", id, len);
 		return -1;
 	}
 	acr_dict_ad(id, ad);
@@ -557,13 +542,13 @@ archive_crypto_dict_open(const unsigned char key[ARCHIVE_KEY_LEN], uint32_t id,
 	if (s == NULL || len < ACR_HEADER_LEN + ACR_TAG_LEN + 1 ||
 	    len > ACR_HEADER_LEN + ACR_TAG_LEN + ARCHIVE_DICT_MAX ||
 	    s[0] != ACR_DICT_MAGIC0 || s[1] != ACR_MAGIC1) {
-		acr_err(err_r, "dictionary %u is not a sealed dictionary (bad header or size)", id);
+		err_setf(err_r, "dictionary %u is not a sealed dictionary (bad header or size)", id);
 		return -1;
 	}
 	acr_dict_ad(id, ad);
 	unsigned char *d = acr_open_frame(key, s, len, 2, ad, sizeof(ad), dict_len_r);
 	if (d == NULL) {
-		acr_err(err_r, "dictionary %u does not open: it was altered, moved to another id, "
+		err_setf(err_r, "dictionary %u does not open: it was altered, moved to another id, "
 		    "or sealed with another data key", id);
 		return -1;
 	}
@@ -575,7 +560,7 @@ struct archive_zdict *
 archive_crypto_zdict_new(uint32_t id, const void *dict, size_t len, char **err_r)
 {
 	if (id == 0 || dict == NULL || len < ACR_DICT_MIN || len > ARCHIVE_DICT_MAX) {
-		acr_err(err_r, "dictionary %u of %zu bytes is not usable", id, len);
+		err_setf(err_r, "dictionary %u of %zu bytes is not usable", id, len);
 		return NULL;
 	}
 	struct archive_zdict *zd = xcalloc(1, sizeof(*zd));
@@ -641,11 +626,11 @@ archive_crypto_seal_zdict(const unsigned char key[ARCHIVE_KEY_LEN], const char *
 	if (acr_init(err_r) < 0)
 		return -1;
 	if (!archive_crypto_hash_ok(hash_hex)) {
-		acr_err(err_r, "cannot seal: the hash is not 64 lower-case hex digits");
+		err_setf(err_r, "cannot seal: the hash is not 64 lower-case hex digits");
 		return -1;
 	}
 	if (len > ARCHIVE_RAW_MAX || (raw == NULL && len > 0)) {
-		acr_err(err_r, "cannot seal a message of %zu bytes (limit %zu)", len,
+		err_setf(err_r, "cannot seal a message of %zu bytes (limit %zu)", len,
 		    ARCHIVE_RAW_MAX);
 		return -1;
 	}
@@ -655,7 +640,7 @@ archive_crypto_seal_zdict(const unsigned char key[ARCHIVE_KEY_LEN], const char *
 	size_t zlen = zd != NULL ? acr_compress_zdict(zd, z, bound, src, len) :
 	    ZSTD_compress(z, bound, src, len, ACR_ZSTD_LEVEL);
 	if (ZSTD_isError(zlen)) {
-		acr_err(err_r, "cannot compress the message: %s", ZSTD_getErrorName(zlen));
+		err_setf(err_r, "cannot compress the message: %s", ZSTD_getErrorName(zlen));
 		free(z);
 		return -1;
 	}
@@ -707,7 +692,7 @@ acr_decrypt(const unsigned char key[ARCHIVE_KEY_LEN], const char *hash_hex,
 	uint32_t id = 0;
 	int v = archive_crypto_blob_dict(s, len, &id);
 	if (v < 0) {
-		acr_err(err_r, "blob %s is not a sealed archive blob (bad header or too short)",
+		err_setf(err_r, "blob %s is not a sealed archive blob (bad header or too short)",
 		    hash_hex);
 		return -1;
 	}
@@ -719,7 +704,7 @@ acr_decrypt(const unsigned char key[ARCHIVE_KEY_LEN], const char *hash_hex,
 	unsigned char *z = acr_open_frame(key, s, len, plen, ad,
 	    ARCHIVE_HASH_HEX_LEN + (v == 1 ? 4 : 0), zlen_r);
 	if (z == NULL) {
-		acr_err(err_r, "blob %s does not open: it was altered, belongs to another "
+		err_setf(err_r, "blob %s does not open: it was altered, belongs to another "
 		    "message, or was sealed with another data key", hash_hex);
 		return -1;
 	}
@@ -734,11 +719,11 @@ acr_decompress(const char *hash_hex, struct archive_zdict *zd, const unsigned ch
 {
 	unsigned long long want = ZSTD_getFrameContentSize(z, zlen);
 	if (want == ZSTD_CONTENTSIZE_UNKNOWN || want == ZSTD_CONTENTSIZE_ERROR) {
-		acr_err(err_r, "blob %s holds no valid compressed frame", hash_hex);
+		err_setf(err_r, "blob %s holds no valid compressed frame", hash_hex);
 		return -1;
 	}
 	if (want > ARCHIVE_RAW_MAX) {
-		acr_err(err_r, "blob %s claims %llu bytes (limit %zu)", hash_hex, want,
+		err_setf(err_r, "blob %s claims %llu bytes (limit %zu)", hash_hex, want,
 		    ARCHIVE_RAW_MAX);
 		return -1;
 	}
@@ -747,7 +732,7 @@ acr_decompress(const char *hash_hex, struct archive_zdict *zd, const unsigned ch
 	if (zd != NULL && zd->dctx == NULL)
 		zd->dctx = ZSTD_createDCtx();
 	if (zd != NULL && (zd->ddict == NULL || zd->dctx == NULL)) {
-		acr_err(err_r, "blob %s: cannot load dictionary %u", hash_hex, zd->id);
+		err_setf(err_r, "blob %s: cannot load dictionary %u", hash_hex, zd->id);
 		return -1;
 	}
 	unsigned char *raw = xmalloc((size_t)want + 1);
@@ -755,7 +740,7 @@ acr_decompress(const char *hash_hex, struct archive_zdict *zd, const unsigned ch
 	    ZSTD_decompress_usingDDict(zd->dctx, raw, (size_t)want, z, zlen, zd->ddict) :
 	    ZSTD_decompress(raw, (size_t)want, z, zlen);
 	if (ZSTD_isError(got) || got != (size_t)want) {
-		acr_err(err_r, "blob %s does not decompress: %s", hash_hex,
+		err_setf(err_r, "blob %s does not decompress: %s", hash_hex,
 		    ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size");
 		free(raw);
 		return -1;
@@ -776,16 +761,16 @@ acr_open_check(const char *hash_hex, struct archive_zdict *zd, const void *seale
 	if (acr_init(err_r) < 0)
 		return -1;
 	if (!archive_crypto_hash_ok(hash_hex)) {
-		acr_err(err_r, "cannot open a blob: the hash is not 64 lower-case hex digits");
+		err_setf(err_r, "cannot open a blob: the hash is not 64 lower-case hex digits");
 		return -1;
 	}
 	if (sealed == NULL) {
-		acr_err(err_r, "blob %s is empty", hash_hex);
+		err_setf(err_r, "blob %s is empty", hash_hex);
 		return -1;
 	}
 	if (archive_crypto_blob_dict(sealed, len, &id) == 1) {
 		if (zd == NULL || zd->id != id) {
-			acr_err(err_r, "blob %s needs compression dictionary %u, which is not "
+			err_setf(err_r, "blob %s needs compression dictionary %u, which is not "
 			    "loaded", hash_hex, id);
 			return -1;
 		}
@@ -813,7 +798,7 @@ archive_crypto_open_zdict(const unsigned char key[ARCHIVE_KEY_LEN], const char *
 		return -1;
 	archive_crypto_sha256_hex(raw, rlen, got);
 	if (strcmp(got, hash_hex) != 0) {
-		acr_err(err_r, "blob %s is corrupt: its content hashes to %s", hash_hex, got);
+		err_setf(err_r, "blob %s is corrupt: its content hashes to %s", hash_hex, got);
 		free(raw);
 		return -1;
 	}

@@ -37,18 +37,6 @@
 /* Deepest directory nesting the tree walkers follow. */
 #define IMPORT_MAX_DEPTH 32
 
-static char *
-import_errf(const char *fmt, ...)
-{
-	struct buf b = BUF_INIT;
-	va_list ap;
-
-	va_start(ap, fmt);
-	buf_vappendf(&b, fmt, ap);
-	va_end(ap);
-	return buf_steal(&b);
-}
-
 static void
 import_fail(archive_import_fail_cb *fail, void *arg, const char *origin,
     const char *reason)
@@ -346,7 +334,7 @@ mbox_walk(struct mbox_run *r, char **err_r)
 	if (sep == NULL) {
 		for (const char *p = r->base; p < r->end; p++) {
 			if (*p != '\n' && *p != '\r') {
-				*err_r = import_errf("%s: not an mbox file (no "
+				*err_r = buf_printf("%s: not an mbox file (no "
 				    "\"From \" line at the start)", r->name);
 				return -1;
 			}
@@ -389,18 +377,18 @@ archive_import_mbox(const char *path, archive_import_cb *cb,
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		*err_r = import_errf("%s: %s", path, strerror(errno));
+		*err_r = buf_printf("%s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		*err_r = import_errf("%s: not a regular file", path);
+		*err_r = buf_printf("%s: not a regular file", path);
 		close(fd);
 		return -1;
 	}
 	if (st.st_size > 0) {
 		map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 		if (map == MAP_FAILED) {
-			*err_r = import_errf("%s: mmap: %s", path, strerror(errno));
+			*err_r = buf_printf("%s: mmap: %s", path, strerror(errno));
 			close(fd);
 			return -1;
 		}
@@ -743,16 +731,16 @@ archive_import_maildir(const char *dir, archive_import_cb *cb,
 	int rc;
 
 	if (stat(dir, &st) < 0) {
-		*err_r = import_errf("%s: %s", dir, strerror(errno));
+		*err_r = buf_printf("%s: %s", dir, strerror(errno));
 		return -1;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		*err_r = import_errf("%s: not a directory", dir);
+		*err_r = buf_printf("%s: not a directory", dir);
 		return -1;
 	}
 	probe = opendir(dir);
 	if (probe == NULL) {
-		*err_r = import_errf("%s: %s", dir, strerror(errno));
+		*err_r = buf_printf("%s: %s", dir, strerror(errno));
 		return -1;
 	}
 	closedir(probe);
@@ -804,11 +792,11 @@ archive_import_eml(const char *const *paths, size_t n, archive_import_cb *cb,
 
 	for (size_t i = 0; i < n; i++) {
 		if (stat(paths[i], &st) < 0) {
-			*err_r = import_errf("%s: %s", paths[i], strerror(errno));
+			*err_r = buf_printf("%s: %s", paths[i], strerror(errno));
 			return -1;
 		}
 		if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-			*err_r = import_errf("%s: not a file or directory", paths[i]);
+			*err_r = buf_printf("%s: not a file or directory", paths[i]);
 			return -1;
 		}
 	}

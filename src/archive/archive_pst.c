@@ -64,18 +64,6 @@ struct pst_run {
 	int stopped;
 };
 
-static char *
-pst_errf(const char *fmt, ...)
-{
-	struct buf b = BUF_INIT;
-	va_list ap;
-
-	va_start(ap, fmt);
-	buf_vappendf(&b, fmt, ap);
-	va_end(ap);
-	return buf_steal(&b);
-}
-
 static void
 mpart_free(struct mpart *p)
 {
@@ -865,12 +853,12 @@ pst_start(struct pst_run *r, const char *path, char **err_r)
 	pst_desc_tree *top;
 
 	if (pst_open(&r->pf, path, NULL) != 0) {
-		*err_r = pst_errf("%s: not an Outlook PST file (or unreadable)", path);
+		*err_r = buf_printf("%s: not an Outlook PST file (or unreadable)", path);
 		return NULL;
 	}
 	if (pst_load_index(&r->pf) != 0) {
 		pst_close(&r->pf);
-		*err_r = pst_errf("%s: the PST index cannot be read (damaged or "
+		*err_r = buf_printf("%s: the PST index cannot be read (damaged or "
 		    "truncated file)", path);
 		return NULL;
 	}
@@ -882,7 +870,7 @@ pst_start(struct pst_run *r, const char *path, char **err_r)
 		pst_freeItem(root);
 	if (top == NULL) {
 		pst_close(&r->pf);
-		*err_r = pst_errf("%s: the PST has no readable folder tree", path);
+		*err_r = buf_printf("%s: the PST has no readable folder tree", path);
 	}
 	return top;
 }
@@ -1167,7 +1155,7 @@ pst_parent_finish(struct pst_parent *pp, pid_t pid, int rc, const char *path,
 		return -1;
 	}
 	if (rc == -1) {
-		*err_r = pst_errf("%s: the PST reader failed (%s %d) after %zu "
+		*err_r = buf_printf("%s: the PST reader failed (%s %d) after %zu "
 		    "messages: damaged or truncated file", path,
 		    WIFSIGNALED(status) ? "signal" : "exit status",
 		    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
@@ -1192,19 +1180,19 @@ archive_import_pst(const char *path, archive_import_cb *cb,
 	pid_t pid;
 
 	if (stat(path, &st) < 0) {
-		*err_r = pst_errf("%s: %s", path, strerror(errno));
+		*err_r = buf_printf("%s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		*err_r = pst_errf("%s: not a regular file", path);
+		*err_r = buf_printf("%s: not a regular file", path);
 		return -1;
 	}
 	if (pipe2(fds, O_CLOEXEC) < 0) {
-		*err_r = pst_errf("%s: pipe: %s", path, strerror(errno));
+		*err_r = buf_printf("%s: pipe: %s", path, strerror(errno));
 		return -1;
 	}
 	if ((pid = fork()) < 0) {
-		*err_r = pst_errf("%s: cannot start the PST reader: %s", path,
+		*err_r = buf_printf("%s: cannot start the PST reader: %s", path,
 		    strerror(errno));
 		close(fds[0]);
 		close(fds[1]);

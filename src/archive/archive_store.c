@@ -149,21 +149,6 @@ struct archive_store {
 	long long train_at;           /* next training attempt at this many blobs */
 };
 
-static void ast_err(char **err_r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-ast_err(char **err_r, const char *fmt, ...)
-{
-	if (err_r == NULL)
-		return;
-	struct buf e = BUF_INIT;
-	va_list ap;
-	va_start(ap, fmt);
-	buf_vappendf(&e, fmt, ap);
-	va_end(ap);
-	*err_r = buf_steal(&e);
-}
-
 /* A database failure: logged (our environment) and reported. */
 static void
 ast_db_err(struct archive_store *s, const char *what, char **err_r)
@@ -171,7 +156,7 @@ ast_db_err(struct archive_store *s, const char *what, char **err_r)
 	const char *msg = sqlite3_errmsg(s->db);
 	log_error("archive_store_error", "tenant=%s op=%s error=%s", s->tenant, what,
 	    log_str(msg));
-	ast_err(err_r, "archive store of tenant '%s': %s: %s", s->tenant, what, msg);
+	err_setf(err_r, "archive store of tenant '%s': %s: %s", s->tenant, what, msg);
 }
 
 static sqlite3_stmt *
@@ -227,7 +212,7 @@ ast_zdict_read(struct archive_store *s, uint32_t id, char **err_r)
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		if (rc == SQLITE_DONE)
-			ast_err(err_r, "archive store of tenant '%s' has no compression dictionary "
+			err_setf(err_r, "archive store of tenant '%s' has no compression dictionary "
 			    "%u", s->tenant, id);
 		else
 			ast_db_err(s, "read dictionary", err_r);
@@ -260,7 +245,7 @@ ast_zdict_get(struct archive_store *s, uint32_t id, char **err_r)
 {
 	struct archive_zdict *zd = ast_zdict_find(s, id);
 	if (zd == NULL && id == 0)
-		ast_err(err_r, "a blob names compression dictionary 0, which does not exist");
+		err_setf(err_r, "a blob names compression dictionary 0, which does not exist");
 	else if (zd == NULL && (zd = ast_zdict_read(s, id, err_r)) != NULL)
 		ast_zdict_add(s, zd);
 	return zd;
@@ -535,7 +520,7 @@ ast_pragmas(struct archive_store *s, char **err_r)
 	char *msg = NULL;
 	if (sqlite3_busy_timeout(s->db, 10000) != SQLITE_OK ||
 	    sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
-		ast_err(err_r, "%s: %s", s->path, msg ? msg : sqlite3_errmsg(s->db));
+		err_setf(err_r, "%s: %s", s->path, msg ? msg : sqlite3_errmsg(s->db));
 		sqlite3_free(msg);
 		return -1;
 	}
@@ -555,7 +540,7 @@ ast_create_schema(struct archive_store *s, char **err_r)
 	int rc = sqlite3_exec(s->db, buf_cstr(&sql), NULL, NULL, &msg);
 	buf_free(&sql);
 	if (rc != SQLITE_OK) {
-		ast_err(err_r, "%s: cannot create the schema: %s", s->path,
+		err_setf(err_r, "%s: cannot create the schema: %s", s->path,
 		    msg ? msg : sqlite3_errmsg(s->db));
 		sqlite3_free(msg);
 		if (ast_in_txn(s))
@@ -594,18 +579,18 @@ ast_schema(struct archive_store *s, int create, char **err_r)
 		rc = ast_meta_get(s, "schema", &v);
 	}
 	if (rc <= 0) {
-		ast_err(err_r, "%s: %s", s->path, rc < 0 ? sqlite3_errmsg(s->db) :
+		err_setf(err_r, "%s: %s", s->path, rc < 0 ? sqlite3_errmsg(s->db) :
 		    "not an archive store (no schema)");
 		return -1;
 	}
 	int ok = strcmp(v, AST_SCHEMA) == 0;
 	free(v);
 	if (!ok) {
-		ast_err(err_r, "%s: unsupported archive schema version", s->path);
+		err_setf(err_r, "%s: unsupported archive schema version", s->path);
 		return -1;
 	}
 	if (ast_meta_get(s, "tenant", &v) != 1 || strcmp(v, s->tenant) != 0) {
-		ast_err(err_r, "%s belongs to another tenant ('%s'), not '%s'", s->path,
+		err_setf(err_r, "%s belongs to another tenant ('%s'), not '%s'", s->path,
 		    v ? log_str(v) : "?", s->tenant);
 		free(v);
 		return -1;
@@ -620,7 +605,7 @@ ast_prepare_all(struct archive_store *s, char **err_r)
 	for (size_t i = 0; i < AS_COUNT; i++) {
 		if (sqlite3_prepare_v3(s->db, ast_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
 		    &s->stmt[i], NULL) != SQLITE_OK) {
-			ast_err(err_r, "%s: cannot prepare a statement: %s", s->path,
+			err_setf(err_r, "%s: cannot prepare a statement: %s", s->path,
 			    sqlite3_errmsg(s->db));
 			return -1;
 		}
@@ -637,7 +622,7 @@ ast_exists(const char *path, char **err_r)
 		return 1;
 	if (errno == ENOENT)
 		return 0;
-	ast_err(err_r, "cannot stat %s: %s", path, strerror(errno));
+	err_setf(err_r, "cannot stat %s: %s", path, strerror(errno));
 	return -1;
 }
 
@@ -648,7 +633,7 @@ ast_dicts_table(struct archive_store *s, char **err_r)
 {
 	char *msg = NULL;
 	if (sqlite3_exec(s->db, ast_dicts_sql, NULL, NULL, &msg) != SQLITE_OK) {
-		ast_err(err_r, "%s: cannot create table dicts: %s", s->path,
+		err_setf(err_r, "%s: cannot create table dicts: %s", s->path,
 		    msg ? msg : sqlite3_errmsg(s->db));
 		sqlite3_free(msg);
 		return -1;
@@ -661,7 +646,7 @@ ast_open_db(struct archive_store *s, int create, char **err_r)
 {
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
 	if (sqlite3_open_v2(s->path, &s->db, flags, NULL) != SQLITE_OK) {
-		ast_err(err_r, "%s: cannot open: %s", s->path,
+		err_setf(err_r, "%s: cannot open: %s", s->path,
 		    s->db ? sqlite3_errmsg(s->db) : "out of memory");
 		return -1;
 	}
@@ -680,7 +665,7 @@ archive_store_open(const char *data_dir, const char *tenant, int create,
 {
 	*s_r = NULL;
 	if (!archive_crypto_tenant_ok(tenant)) {
-		ast_err(err_r, "'%s' is not a valid tenant name for the archive",
+		err_setf(err_r, "'%s' is not a valid tenant name for the archive",
 		    tenant ? log_str(tenant) : "");
 		return -1;
 	}
@@ -693,7 +678,7 @@ archive_store_open(const char *data_dir, const char *tenant, int create,
 	if (exists < 0)
 		goto fail;
 	if (!exists && !create) {
-		ast_err(err_r, "tenant '%s' has no archive", tenant);
+		err_setf(err_r, "tenant '%s' has no archive", tenant);
 		goto fail;
 	}
 	/* A new key only with a new store.db (see the top of this file). */
@@ -725,7 +710,7 @@ int
 archive_store_begin(struct archive_store *s, char **err_r)
 {
 	if (ast_in_txn(s)) {
-		ast_err(err_r, "archive store of tenant '%s': a transaction is already open",
+		err_setf(err_r, "archive store of tenant '%s': a transaction is already open",
 		    s->tenant);
 		return -1;
 	}
@@ -782,22 +767,22 @@ static int
 ast_put_check(struct archive_store *s, const struct archive_put *p, char **err_r)
 {
 	if (!archive_crypto_hash_ok(p->hash)) {
-		ast_err(err_r, "cannot archive: the hash is not 64 lower-case hex digits");
+		err_setf(err_r, "cannot archive: the hash is not 64 lower-case hex digits");
 		return -1;
 	}
 	if (p->raw == NULL && p->len > 0) {
-		ast_err(err_r, "cannot archive message %s: no content", p->hash);
+		err_setf(err_r, "cannot archive message %s: no content", p->hash);
 		return -1;
 	}
 	if (!ast_source_ok(p->source)) {
-		ast_err(err_r, "cannot archive message %s: unknown source '%s'", p->hash,
+		err_setf(err_r, "cannot archive message %s: unknown source '%s'", p->hash,
 		    p->source ? log_str(p->source) : "");
 		return -1;
 	}
 	for (size_t i = 0; i < p->nmailboxes; i++) {
 		const char *m = p->mailboxes[i];
 		if (m == NULL || strlen(m) > AST_MAILBOX_MAX) {
-			ast_err(err_r, "cannot archive message %s: mailbox %zu is %s", p->hash, i,
+			err_setf(err_r, "cannot archive message %s: mailbox %zu is %s", p->hash, i,
 			    m == NULL ? "missing" : "too long");
 			return -1;
 		}
@@ -935,7 +920,7 @@ archive_store_get(struct archive_store *s, const char *hash, unsigned char **raw
     size_t *len_r, char **err_r)
 {
 	if (!archive_crypto_hash_ok(hash)) {
-		ast_err(err_r, "'%s' is not a message hash", hash ? log_str(hash) : "");
+		err_setf(err_r, "'%s' is not a message hash", hash ? log_str(hash) : "");
 		return -1;
 	}
 	sqlite3_stmt *st = ast_stmt(s, AS_BLOB_GET);
@@ -943,7 +928,7 @@ archive_store_get(struct archive_store *s, const char *hash, unsigned char **raw
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		if (rc == SQLITE_DONE)
-			ast_err(err_r, "tenant '%s' has no stored message %s", s->tenant, hash);
+			err_setf(err_r, "tenant '%s' has no stored message %s", s->tenant, hash);
 		else
 			ast_db_err(s, "read blob", err_r);
 		sqlite3_reset(st);
@@ -955,7 +940,7 @@ archive_store_get(struct archive_store *s, const char *hash, unsigned char **raw
 	rc = archive_store_open_blob(s, hash, sealed, slen, raw_r, len_r, err_r);
 	sqlite3_reset(st);
 	if (rc == 0 && (long long)*len_r != size) {
-		ast_err(err_r, "blob %s holds %zu bytes, its row says %lld", hash, *len_r, size);
+		err_setf(err_r, "blob %s holds %zu bytes, its row says %lld", hash, *len_r, size);
 		free(*raw_r);
 		*raw_r = NULL;
 		return -1;

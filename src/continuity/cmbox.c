@@ -161,27 +161,12 @@ struct cmb_list {
 	size_t n, cap;
 };
 
-static void cmb_err(char **err_r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-cmb_err(char **err_r, const char *fmt, ...)
-{
-	if (err_r == NULL)
-		return;
-	struct buf e = BUF_INIT;
-	va_list ap;
-	va_start(ap, fmt);
-	buf_vappendf(&e, fmt, ap);
-	va_end(ap);
-	*err_r = buf_steal(&e);
-}
-
 static int
 cmb_db_err(struct cmb_tenant *t, const char *what, char **err_r)
 {
 	const char *msg = sqlite3_errmsg(t->db);
 	log_error("cmbox_error", "tenant=%s op=%s error=%s", t->name, what, log_str(msg));
-	cmb_err(err_r, "continuity mailbox of tenant '%s': %s: %s", t->name, what, msg);
+	err_setf(err_r, "continuity mailbox of tenant '%s': %s: %s", t->name, what, msg);
 	return -1;
 }
 
@@ -276,12 +261,12 @@ static int
 cmb_db_file(const char *dir, const char *path, char **err_r)
 {
 	if (sys_mkdir_p(dir, 0700) < 0) {
-		cmb_err(err_r, "cannot create %s: %s", dir, strerror(errno));
+		err_setf(err_r, "cannot create %s: %s", dir, strerror(errno));
 		return -1;
 	}
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		cmb_err(err_r, "cannot create %s: %s", path, strerror(errno));
+		err_setf(err_r, "cannot create %s: %s", path, strerror(errno));
 		return -1;
 	}
 	close(fd);
@@ -297,7 +282,7 @@ cmb_tenant_open_db(struct cmbox *m, struct cmb_tenant *t, char **err_r)
 	int rc = cmb_db_file(buf_cstr(&dir), buf_cstr(&path), err_r);
 	if (rc == 0 && sqlite3_open_v2(buf_cstr(&path), &t->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-		cmb_err(err_r, "%s: cannot open: %s", buf_cstr(&path),
+		err_setf(err_r, "%s: cannot open: %s", buf_cstr(&path),
 		    t->db ? sqlite3_errmsg(t->db) : "out of memory");
 		rc = -1;
 	}
@@ -305,14 +290,14 @@ cmb_tenant_open_db(struct cmbox *m, struct cmb_tenant *t, char **err_r)
 	if (rc == 0 && (sqlite3_busy_timeout(t->db, 10000) != SQLITE_OK ||
 	    sqlite3_exec(t->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
 	    &msg) != SQLITE_OK || sqlite3_exec(t->db, cmb_schema, NULL, NULL, &msg) != SQLITE_OK)) {
-		cmb_err(err_r, "%s: %s", buf_cstr(&path), msg ? msg : sqlite3_errmsg(t->db));
+		err_setf(err_r, "%s: %s", buf_cstr(&path), msg ? msg : sqlite3_errmsg(t->db));
 		rc = -1;
 	}
 	sqlite3_free(msg);
 	for (size_t i = 0; rc == 0 && i < CS_COUNT; i++) {
 		if (sqlite3_prepare_v3(t->db, cmb_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
 		    &t->stmt[i], NULL) != SQLITE_OK) {
-			cmb_err(err_r, "%s: cannot prepare: %s", buf_cstr(&path),
+			err_setf(err_r, "%s: cannot prepare: %s", buf_cstr(&path),
 			    sqlite3_errmsg(t->db));
 			rc = -1;
 		}
@@ -330,12 +315,12 @@ cmb_lock(struct cmbox *m, const struct cmbox_user *u, struct cmb_tenant **t_r, c
 {
 	if (u == NULL || !cmb_tenant_name_ok(u->tenant) || u->address == NULL ||
 	    u->address[0] == '\0' || u->naddresses == 0 || u->naddresses > CMB_ADDRESSES_MAX) {
-		cmb_err(err_r, "continuity mailbox: invalid user");
+		err_setf(err_r, "continuity mailbox: invalid user");
 		return -1;
 	}
 	for (size_t i = 0; i < u->naddresses; i++) {
 		if (u->addresses == NULL || u->addresses[i] == NULL) {
-			cmb_err(err_r, "continuity mailbox: invalid user");
+			err_setf(err_r, "continuity mailbox: invalid user");
 			return -1;
 		}
 	}
@@ -418,7 +403,7 @@ cmb_archive_uv(struct cmbox *m, struct cmb_tenant *t, uint32_t *uv_r, char **err
 		static const char *const wipe = "BEGIN IMMEDIATE; DELETE FROM flags; "
 		    "DELETE FROM expunged; DELETE FROM placed; DELETE FROM folder_msgs;";
 		if (sqlite3_exec(t->db, wipe, NULL, NULL, &msg) != SQLITE_OK) {
-			cmb_err(err_r, "continuity mailbox of tenant '%s': %s", t->name,
+			err_setf(err_r, "continuity mailbox of tenant '%s': %s", t->name,
 			    msg ? msg : sqlite3_errmsg(t->db));
 			sqlite3_free(msg);
 			return cmb_end(t, -1, NULL);
@@ -481,7 +466,7 @@ cmb_name_ok(const char *name, char **err_r)
 			why = "has a wildcard";
 	}
 	if (why != NULL)
-		cmb_err(err_r, "[CANNOT] the mailbox name %s", why);
+		err_setf(err_r, "[CANNOT] the mailbox name %s", why);
 	return why == NULL;
 }
 
@@ -841,7 +826,7 @@ cmbox_open(struct archive *a, const char *data_dir, struct cmbox **m_r, char **e
 	m->data_dir = xstrdup(data_dir);
 	pthread_mutex_init(&m->mu, NULL);
 	if (archive_mailbox_open(a, &m->mb) < 0) {
-		cmb_err(err_r, "continuity mailbox: cannot open the archive reader");
+		err_setf(err_r, "continuity mailbox: cannot open the archive reader");
 		free(m->data_dir);
 		pthread_mutex_destroy(&m->mu);
 		free(m);
@@ -1051,7 +1036,7 @@ cmbox_set_flags(struct cmbox *m, const struct cmbox_user *u, const char *mailbox
 	struct cmbox_msg *cur = xcalloc(n ? n : 1, sizeof(*cur));
 	int rc = cmb_box(m, t, u, mailbox, &b, err_r);
 	if (rc == 0) {
-		cmb_err(err_r, "no such mailbox");
+		err_setf(err_r, "no such mailbox");
 		rc = -1;
 	}
 	if (rc == 1)
@@ -1101,7 +1086,7 @@ cmbox_expunge(struct cmbox *m, const struct cmbox_user *u, const char *mailbox,
 	struct cmbox_msg *cur = xcalloc(n ? n : 1, sizeof(*cur));
 	int rc = cmb_box(m, t, u, mailbox, &b, err_r);
 	if (rc == 0) {
-		cmb_err(err_r, "no such mailbox");
+		err_setf(err_r, "no such mailbox");
 		rc = -1;
 	}
 	if (rc == 1)
@@ -1173,7 +1158,7 @@ cmb_append_folder(struct cmbox *m, struct cmb_tenant *t, const struct cmbox_user
 		return -1;
 	int rc = cmb_box(m, t, u, mailbox, b, err_r);     /* it may be gone meanwhile */
 	if (rc == 1 && b->uidnext == UINT32_MAX) {
-		cmb_err(err_r, "[LIMIT] the mailbox has run out of UIDs");
+		err_setf(err_r, "[LIMIT] the mailbox has run out of UIDs");
 		rc = -1;
 	}
 	if (rc == 1) {
@@ -1215,7 +1200,7 @@ cmbox_append(struct cmbox *m, const struct cmbox_user *u, const char *mailbox,
 	if (rc < 0)
 		return -1;
 	if (rc == 0 || id <= 0 || id > UINT32_MAX) {
-		cmb_err(err_r, "the appended message is not in the archive");
+		err_setf(err_r, "the appended message is not in the archive");
 		return -1;
 	}
 	if (cmb_lock(m, u, &t, err_r) < 0)
@@ -1243,7 +1228,7 @@ cmbox_copy(struct cmbox *m, const struct cmbox_user *u, const char *from,
 	struct cmb_tenant *t;
 	struct cmb_box fb, tb;
 	if (to == NULL || cmb_is_inbox(to) || cmb_is_sent(to)) {
-		cmb_err(err_r, "[CANNOT] messages cannot be copied into %s", to ? to : "nothing");
+		err_setf(err_r, "[CANNOT] messages cannot be copied into %s", to ? to : "nothing");
 		return -1;
 	}
 	if (cmb_lock(m, u, &t, err_r) < 0)
@@ -1252,7 +1237,7 @@ cmbox_copy(struct cmbox *m, const struct cmbox_user *u, const char *from,
 	struct cmbox_msg *cur = xcalloc(n ? n : 1, sizeof(*cur));
 	int rc = cmb_box(m, t, u, from, &fb, err_r);
 	if (rc == 0) {
-		cmb_err(err_r, "no such mailbox");
+		err_setf(err_r, "no such mailbox");
 		rc = -1;
 	}
 	if (rc == 1)
@@ -1268,7 +1253,7 @@ cmbox_copy(struct cmbox *m, const struct cmbox_user *u, const char *from,
 			if (cur[i].uid == 0)
 				continue;
 			if (next == UINT32_MAX) {
-				cmb_err(err_r, "[LIMIT] the mailbox has run out of UIDs");
+				err_setf(err_r, "[LIMIT] the mailbox has run out of UIDs");
 				wrc = -1;
 				break;
 			}
@@ -1296,7 +1281,7 @@ cmbox_create(struct cmbox *m, const struct cmbox_user *u, const char *name, char
 	if (!cmb_name_ok(name, err_r))
 		return -1;
 	if (cmb_is_inbox(name) || cmb_is_sent(name)) {
-		cmb_err(err_r, "mailbox exists");
+		err_setf(err_r, "mailbox exists");
 		return -1;
 	}
 	if (cmb_lock(m, u, &t, err_r) < 0)
@@ -1310,12 +1295,12 @@ cmbox_create(struct cmbox *m, const struct cmbox_user *u, const char *name, char
 	uint32_t uv = 0;
 	if (have != 0) {
 		if (have > 0)
-			cmb_err(err_r, "mailbox exists");
+			err_setf(err_r, "mailbox exists");
 		rc = -1;
 	} else if (count < 0) {
 		rc = cmb_db_err(t, "count folders", err_r);
 	} else if (count >= CMBOX_MAX_FOLDERS) {
-		cmb_err(err_r, "[LIMIT] at most %d mailboxes", CMBOX_MAX_FOLDERS);
+		err_setf(err_r, "[LIMIT] at most %d mailboxes", CMBOX_MAX_FOLDERS);
 		rc = -1;
 	} else if (cmb_folder_uv(t, &uv, err_r) < 0) {
 		rc = -1;
@@ -1335,7 +1320,7 @@ cmbox_delete(struct cmbox *m, const struct cmbox_user *u, const char *name, char
 	struct cmb_tenant *t;
 	struct cmb_box b;
 	if (name == NULL || cmb_is_inbox(name) || cmb_is_sent(name)) {
-		cmb_err(err_r, "[CANNOT] %s cannot be deleted", name && cmb_is_sent(name) ?
+		err_setf(err_r, "[CANNOT] %s cannot be deleted", name && cmb_is_sent(name) ?
 		    CMB_SENT : CMB_INBOX);
 		return -1;
 	}
@@ -1343,7 +1328,7 @@ cmbox_delete(struct cmbox *m, const struct cmbox_user *u, const char *name, char
 		return -1;
 	int rc = cmb_box(m, t, u, name, &b, err_r);
 	if (rc == 0) {
-		cmb_err(err_r, "[NONEXISTENT] no such mailbox");
+		err_setf(err_r, "[NONEXISTENT] no such mailbox");
 		rc = -1;
 	}
 	if (rc == 1 && (rc = cmb_begin(t, err_r)) == 0) {
@@ -1391,7 +1376,7 @@ cmb_rename_one(struct cmbox *m, struct cmb_tenant *t, const struct cmbox_user *u
 	int have = cmb_box(m, t, u, to, &b, err_r);
 	if (have != 0) {
 		if (have > 0)
-			cmb_err(err_r, "mailbox exists");
+			err_setf(err_r, "mailbox exists");
 		return -1;
 	}
 	if (cmb_folder_uv(t, &uv, err_r) < 0)
@@ -1415,7 +1400,7 @@ cmb_rename_tree(struct cmbox *m, struct cmb_tenant *t, const struct cmbox_user *
 	size_t n = 0;
 	int rc = cmb_subtree(t, u, from, &names, &n, err_r);
 	if (rc == 0 && n == 0) {
-		cmb_err(err_r, "[NONEXISTENT] no such mailbox");
+		err_setf(err_r, "[NONEXISTENT] no such mailbox");
 		rc = -1;
 	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
@@ -1439,19 +1424,19 @@ cmbox_rename(struct cmbox *m, const struct cmbox_user *u, const char *from, cons
 {
 	struct cmb_tenant *t;
 	if (from == NULL || cmb_is_inbox(from) || cmb_is_sent(from)) {
-		cmb_err(err_r, "[CANNOT] %s cannot be renamed", from && cmb_is_sent(from) ?
+		err_setf(err_r, "[CANNOT] %s cannot be renamed", from && cmb_is_sent(from) ?
 		    CMB_SENT : CMB_INBOX);
 		return -1;
 	}
 	if (!cmb_name_ok(to, err_r))
 		return -1;
 	if (cmb_is_inbox(to) || cmb_is_sent(to)) {
-		cmb_err(err_r, "mailbox exists");
+		err_setf(err_r, "mailbox exists");
 		return -1;
 	}
 	size_t flen = strlen(from);
 	if (strncmp(to, from, flen) == 0 && (to[flen] == '/' || to[flen] == '\0')) {
-		cmb_err(err_r, "[CANNOT] a mailbox cannot be renamed into itself");
+		err_setf(err_r, "[CANNOT] a mailbox cannot be renamed into itself");
 		return -1;
 	}
 	if (cmb_lock(m, u, &t, err_r) < 0)

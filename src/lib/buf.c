@@ -1,5 +1,6 @@
 #include "lib/buf.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,30 @@ buf_steal(struct buf *b)
 	b->data = NULL;
 	b->len = b->cap = 0;
 	return p;
+}
+
+char *
+buf_printf(const char *fmt, ...)
+{
+	struct buf b = BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vappendf(&b, fmt, ap);
+	va_end(ap);
+	return buf_steal(&b);
+}
+
+void
+err_setf(char **err_r, const char *fmt, ...)
+{
+	if (err_r == NULL)
+		return;
+	struct buf b = BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vappendf(&b, fmt, ap);
+	va_end(ap);
+	*err_r = buf_steal(&b);
 }
 
 void

@@ -39,6 +39,14 @@ void buf_reset(struct buf *b);
 const char *buf_cstr(struct buf *b);
 /* Returns the NUL-terminated storage (caller frees) and empties b. */
 char *buf_steal(struct buf *b);
+/* A new formatted string (caller frees). */
+char *buf_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * The usual "reason" out-parameter: when err_r is not NULL, *err_r becomes
+ * a new formatted string (the caller frees it; an earlier value is not
+ * freed, so initialise it to NULL and set it once).
+ */
+void err_setf(char **err_r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_free(struct buf *b);
 
 #endif

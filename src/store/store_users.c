@@ -27,28 +27,12 @@
 #define SU_NAME_MAX 256
 #define SU_GROUP_MAX 128
 
-static void su_err(char **err_r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-su_err(char **err_r, const char *fmt, ...)
-{
-	struct buf e = BUF_INIT;
-	va_list ap;
-	va_start(ap, fmt);
-	buf_vappendf(&e, fmt, ap);
-	va_end(ap);
-	if (err_r != NULL)
-		*err_r = buf_steal(&e);
-	else
-		buf_free(&e);
-}
-
 static void
 su_db_err(struct store *st, const char *what, char **err_r)
 {
 	const char *msg = sqlite3_errmsg(store_sqlite(st));
 	log_error("store_error", "op=%s error=%s", what, log_str(msg));
-	su_err(err_r, "database error (%s): %s", what, msg);
+	err_setf(err_r, "database error (%s): %s", what, msg);
 }
 
 /* A statement on the store's connection (caller finalizes), or NULL. */
@@ -171,7 +155,7 @@ su_check_address(const char *a, char **err_r)
 {
 	if (store_address_valid(a))
 		return 0;
-	su_err(err_r, "invalid address '%s' (expected local@domain)", a);
+	err_setf(err_r, "invalid address '%s' (expected local@domain)", a);
 	return -1;
 }
 
@@ -237,7 +221,7 @@ su_check_domain_of(struct store *st, const char *tenant, const char *a, char **e
 	if (rc == SQLITE_ROW)
 		return 0;
 	if (rc == SQLITE_DONE)
-		su_err(err_r, "domain '%s' of '%s' is not a domain of tenant '%s'",
+		err_setf(err_r, "domain '%s' of '%s' is not a domain of tenant '%s'",
 		    su_domain_of(a), a, tenant);
 	else
 		su_db_err(st, "domain check", err_r);
@@ -251,7 +235,7 @@ su_check_free(struct store *st, const char *a, char **err_r)
 	if (taken == 0)
 		return 0;
 	if (taken > 0)
-		su_err(err_r, "address '%s' is already in use", a);
+		err_setf(err_r, "address '%s' is already in use", a);
 	else
 		su_db_err(st, "address check", err_r);
 	return -1;
@@ -267,7 +251,7 @@ su_user_add_tx(struct store *st, const char *t, const char *a, const char *displ
 		int exists = su_tenant_exists(st, t);
 		if (exists <= 0) {
 			if (exists == 0)
-				su_err(err_r, "no tenant '%s'", t);
+				err_setf(err_r, "no tenant '%s'", t);
 			else
 				su_db_err(st, "user add", err_r);
 			return -1;
@@ -307,16 +291,16 @@ su_check_user_fields(const char *t, const char *a, const char *display, const ch
 	for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
 		known |= strcmp(role, roles[i]) == 0;
 	if (!known) {
-		su_err(err_r, "unknown role '%s' (operator, admin, auditor or user)", role);
+		err_setf(err_r, "unknown role '%s' (operator, admin, auditor or user)", role);
 		return -1;
 	}
 	if ((strcmp(role, "operator") == 0) != (t == NULL)) {
-		su_err(err_r, "%s", t == NULL ? "a user without a tenant must be an operator" :
+		err_setf(err_r, "%s", t == NULL ? "a user without a tenant must be an operator" :
 		    "operators belong to no tenant");
 		return -1;
 	}
 	if (display != NULL && !su_text_valid(display, SU_NAME_MAX)) {
-		su_err(err_r, "invalid display name (1-%d printable characters)", SU_NAME_MAX);
+		err_setf(err_r, "invalid display name (1-%d printable characters)", SU_NAME_MAX);
 		return -1;
 	}
 	return su_check_address(a, err_r);
@@ -469,7 +453,7 @@ su_user_update_run(struct store *st, sqlite3_stmt *s, char **err_r)
 		return -1;
 	}
 	if (sqlite3_changes(store_sqlite(st)) == 0) {
-		su_err(err_r, "%s", "no such user");
+		err_setf(err_r, "%s", "no such user");
 		return -1;
 	}
 	return 0;
@@ -480,7 +464,7 @@ store_user_set_status(struct store *st, long long id, const char *status, char *
 {
 	sqlite3_stmt *s;
 	if (strcmp(status, "active") != 0 && strcmp(status, "disabled") != 0) {
-		su_err(err_r, "invalid status '%s'", status);
+		err_setf(err_r, "invalid status '%s'", status);
 		return -1;
 	}
 	if (su_user_update(st, "UPDATE users SET status = ?2, updated = ?3 WHERE id = ?1", id,
@@ -629,7 +613,7 @@ su_alias_add_tx(struct store *st, long long user_id, const char *a, char **err_r
 	struct store_user u;
 	int found = store_user_get_id(st, user_id, &u);
 	if (found <= 0) {
-		su_err(err_r, "%s", found == 0 ? "no such user" : "database error (alias add)");
+		err_setf(err_r, "%s", found == 0 ? "no such user" : "database error (alias add)");
 		return -1;
 	}
 	int rc = u.tenant != NULL ? su_check_domain_of(st, u.tenant, a, err_r) : 0;
@@ -676,7 +660,7 @@ store_alias_remove(struct store *st, long long user_id, const char *alias, char 
 	if (su_step_done(s) != SQLITE_DONE)
 		su_db_err(st, "alias remove", err_r);
 	else if (sqlite3_changes(store_sqlite(st)) == 0)
-		su_err(err_r, "the user has no alias '%s'", a);
+		err_setf(err_r, "the user has no alias '%s'", a);
 	else
 		ret = 0;
 out:
@@ -691,7 +675,7 @@ su_check_group(const char *name, char **err_r)
 {
 	if (su_text_valid(name, SU_GROUP_MAX))
 		return 0;
-	su_err(err_r, "invalid group name (1-%d printable characters)", SU_GROUP_MAX);
+	err_setf(err_r, "invalid group name (1-%d printable characters)", SU_GROUP_MAX);
 	return -1;
 }
 
@@ -704,7 +688,7 @@ store_group_add(struct store *st, const char *tenant, const char *name, char **e
 		goto out;
 	if ((exists = su_tenant_exists(st, t)) <= 0) {
 		if (exists == 0)
-			su_err(err_r, "no tenant '%s'", t);
+			err_setf(err_r, "no tenant '%s'", t);
 		else
 			su_db_err(st, "group add", err_r);
 		goto out;
@@ -718,7 +702,7 @@ store_group_add(struct store *st, const char *tenant, const char *name, char **e
 	su_text(s, 2, name);
 	int rc = su_step_done(s);
 	if (rc == SQLITE_CONSTRAINT)
-		su_err(err_r, "tenant '%s' already has a group '%s'", t, name);
+		err_setf(err_r, "tenant '%s' already has a group '%s'", t, name);
 	else if (rc != SQLITE_DONE)
 		su_db_err(st, "group add", err_r);
 	else
@@ -743,7 +727,7 @@ store_group_remove(struct store *st, const char *tenant, const char *name, char 
 	if (su_step_done(s) != SQLITE_DONE)
 		su_db_err(st, "group remove", err_r);
 	else if (sqlite3_changes(store_sqlite(st)) == 0)
-		su_err(err_r, "tenant '%s' has no group '%s'", t, name);
+		err_setf(err_r, "tenant '%s' has no group '%s'", t, name);
 	else
 		ret = 0;
 out:
@@ -827,7 +811,7 @@ su_member_change(struct store *st, const char *t, const char *group, long long u
 	int found = su_group_id(st, t, group, &gid);
 	if (found <= 0) {
 		if (found == 0)
-			su_err(err_r, "tenant '%s' has no group '%s'", t, group);
+			err_setf(err_r, "tenant '%s' has no group '%s'", t, group);
 		else
 			su_db_err(st, "group member", err_r);
 		return -1;
@@ -845,7 +829,7 @@ su_member_change(struct store *st, const char *t, const char *group, long long u
 	su_text(s, 3, t);
 	int rc = su_step_done(s);
 	if (rc == SQLITE_CONSTRAINT) {
-		su_err(err_r, "already a member of group '%s'", group);
+		err_setf(err_r, "already a member of group '%s'", group);
 		return -1;
 	}
 	if (rc != SQLITE_DONE) {
@@ -854,9 +838,9 @@ su_member_change(struct store *st, const char *t, const char *group, long long u
 	}
 	if (sqlite3_changes(store_sqlite(st)) == 0) {
 		if (add)
-			su_err(err_r, "no such user in tenant '%s'", t);
+			err_setf(err_r, "no such user in tenant '%s'", t);
 		else
-			su_err(err_r, "not a member of group '%s'", group);
+			err_setf(err_r, "not a member of group '%s'", group);
 		return -1;
 	}
 	return 0;
@@ -905,7 +889,7 @@ store_token_add(struct store *st, const char *id, long long user_id, const char 
 		sqlite3_bind_null(s, 6);
 	int rc = su_step_done(s);
 	if (rc == SQLITE_CONSTRAINT) {
-		su_err(err_r, "token '%s' already exists (or no such user)", id);
+		err_setf(err_r, "token '%s' already exists (or no such user)", id);
 		return -1;
 	}
 	if (rc != SQLITE_DONE) {
@@ -1014,7 +998,7 @@ store_token_revoke(struct store *st, const char *id, time_t now, char **err_r)
 		return -1;
 	}
 	if (sqlite3_changes(store_sqlite(st)) == 0) {
-		su_err(err_r, "no active token '%s'", id);
+		err_setf(err_r, "no active token '%s'", id);
 		return -1;
 	}
 	return 0;
