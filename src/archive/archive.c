@@ -37,18 +37,6 @@ struct archive {
 	struct archive_tenant *tenants;
 };
 
-static int
-archive_tenant_name_ok(const char *t)
-{
-	size_t n = t ? strlen(t) : 0;
-	if (n == 0 || n > 63 || t[0] == '-')
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= '0' && t[i] <= '9') || t[i] == '-'))
-			return 0;
-	return 1;
-}
-
 static void
 archive_err(char **err_r, const char *fmt, const char *a)
 {
@@ -188,7 +176,7 @@ int
 archive_tenant_acquire(struct archive *a, const char *tenant, int create,
     struct archive_tenant **t_r, char **err_r)
 {
-	if (!archive_tenant_name_ok(tenant)) {
+	if (!str_tenant_name_valid(tenant)) {
 		archive_err(err_r, "bad tenant name '%s'", tenant ? tenant : "");
 		return -1;
 	}
@@ -239,7 +227,7 @@ archive_tenant_archive(const struct archive_tenant *t)
 int
 archive_tenant_has(const struct archive *a, const char *tenant)
 {
-	if (!archive_tenant_name_ok(tenant))
+	if (!str_tenant_name_valid(tenant))
 		return 0;
 	char *path = archive_tenant_path(a, tenant, "store.db");
 	struct stat st;

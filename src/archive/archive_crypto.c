@@ -39,6 +39,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/mem.h"
+#include "lib/strutil.h"
 #include "lib/sys.h"
 
 #define ACR_NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
@@ -116,13 +117,7 @@ archive_crypto_hash_ok(const char *s)
 int
 archive_crypto_tenant_ok(const char *t)
 {
-	size_t n = t != NULL ? strlen(t) : 0;
-	if (n == 0 || n > 63)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= '0' && t[i] <= '9') || t[i] == '-'))
-			return 0;
-	return 1;
+	return str_tenant_name_valid(t);
 }
 
 /* "<data_dir>/archive/<tenant>[/<file>]"; caller frees. */

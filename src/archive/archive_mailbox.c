@@ -24,6 +24,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/mem.h"
+#include "lib/strutil.h"
 
 #define AMB_IDLE_MAX 4                /* idle connections kept per tenant */
 #define AMB_MAILBOXES_MAX 64          /* addresses per query */
@@ -138,18 +139,6 @@ amb_slot(struct archive_mailbox *mb, const char *tenant)
 	return t;
 }
 
-static int
-amb_tenant_ok(const char *t)
-{
-	size_t n = t ? strlen(t) : 0;
-	if (n == 0 || n > 63 || t[0] == '-')
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= '0' && t[i] <= '9') || t[i] == '-'))
-			return 0;
-	return 1;
-}
-
 /* A new connection to the tenant's store.db: 0, -1 with *err_r. */
 static int
 amb_conn_new(struct archive_mailbox *mb, const char *tenant, dev_t dev, ino_t ino,
@@ -206,7 +195,7 @@ amb_get(struct archive_mailbox *mb, const char *tenant, struct amb_conn **c_r, u
     char **err_r)
 {
 	*c_r = NULL;
-	if (!amb_tenant_ok(tenant))
+	if (!str_tenant_name_valid(tenant))
 		return 0;
 	char *path = archive_tenant_path(mb->a, tenant, "store.db");
 	struct stat st;

@@ -47,6 +47,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/mem.h"
+#include "lib/strutil.h"
 #include "lib/sys.h"
 
 #define CMB_PICK_SNAPSHOT 1024        /* more UIDs than this: check against one snapshot */
@@ -232,18 +233,6 @@ cmb_end(struct cmb_tenant *t, int rc, char **err_r)
 
 /* ------------------------------------------------------------ tenants */
 
-static int
-cmb_tenant_name_ok(const char *t)
-{
-	size_t n = t ? strlen(t) : 0;
-	if (n == 0 || n > 63 || t[0] == '-')
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= '0' && t[i] <= '9') || t[i] == '-'))
-			return 0;
-	return 1;
-}
-
 static void
 cmb_tenant_close_db(struct cmb_tenant *t)
 {
@@ -313,7 +302,7 @@ cmb_tenant_open_db(struct cmbox *m, struct cmb_tenant *t, char **err_r)
 static int
 cmb_lock(struct cmbox *m, const struct cmbox_user *u, struct cmb_tenant **t_r, char **err_r)
 {
-	if (u == NULL || !cmb_tenant_name_ok(u->tenant) || u->address == NULL ||
+	if (u == NULL || !str_tenant_name_valid(u->tenant) || u->address == NULL ||
 	    u->address[0] == '\0' || u->naddresses == 0 || u->naddresses > CMB_ADDRESSES_MAX) {
 		err_setf(err_r, "continuity mailbox: invalid user");
 		return -1;

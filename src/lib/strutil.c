@@ -115,3 +115,17 @@ str_eq_ci(const char *a, const char *b)
 {
 	return strcasecmp(a, b) == 0;
 }
+
+int
+str_tenant_name_valid(const char *name)
+{
+	size_t n = name != NULL ? strlen(name) : 0;
+	if (n == 0 || n > 63 || name[0] == '-')
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+			return 0;
+	}
+	return 1;
+}

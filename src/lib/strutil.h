@@ -23,6 +23,9 @@ size_t str_prefix_ci(const char *s, const char *prefix);
 char *str_trim(char *s);
 /* Lower-cases ASCII letters in place; returns s. */
 char *str_lower(char *s);
+/* A tenant name: 1..63 of [a-z0-9-], not starting with '-' (NULL: no).  It
+ * names directories (archive/<tenant>/), so this one rule is used everywhere. */
+int str_tenant_name_valid(const char *name);
 /* Constant-time-agnostic equality helpers. */
 int str_eq_ci(const char *a, const char *b);
 

@@ -320,21 +320,6 @@ store_lower_dup(const char *s)
 	return str_lower(xstrdup(s));
 }
 
-/* Tenant names: 1..63 of [a-z0-9-] (after lower-casing), not starting with '-'. */
-static int
-store_tenant_name_valid(const char *name)
-{
-	size_t n = strlen(name);
-	if (n == 0 || n > STORE_TENANT_MAX || name[0] == '-')
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)name[i];
-		if (!(islower(c) || isdigit(c) || c == '-'))
-			return 0;
-	}
-	return 1;
-}
-
 /* Domain names: LDH labels of 1..63, separated by dots, at most 253 in all. */
 static int
 store_domain_valid(const char *d)
@@ -360,7 +345,7 @@ store_domain_valid(const char *d)
 static int
 store_check_tenant(const char *name, char **err_r)
 {
-	if (store_tenant_name_valid(name))
+	if (str_tenant_name_valid(name))
 		return 0;
 	store_set_err(err_r, "invalid tenant name '%s' (1-63 of a-z, 0-9 and '-')%s", name, "");
 	return -1;

@@ -180,6 +180,23 @@ test_str_parse_u64_bool(void **state)
 }
 
 static void
+test_str_tenant_name_valid(void **state)
+{
+	(void)state;
+	assert_true(str_tenant_name_valid("acme"));
+	assert_true(str_tenant_name_valid("a-1"));
+	assert_true(str_tenant_name_valid("abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij123"));
+	assert_false(str_tenant_name_valid("abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij1234"));
+	assert_false(str_tenant_name_valid(NULL));
+	assert_false(str_tenant_name_valid(""));
+	assert_false(str_tenant_name_valid("-acme"));
+	assert_false(str_tenant_name_valid("Acme"));
+	assert_false(str_tenant_name_valid("../x"));
+	assert_false(str_tenant_name_valid("a.b"));
+	assert_false(str_tenant_name_valid("a/b"));
+}
+
+static void
 test_str_misc(void **state)
 {
 	char s[] = "  \tHeLLo World \r\n";
@@ -768,6 +785,7 @@ main(void)
 		cmocka_unit_test(test_buf_consume_truncate_reset),
 		cmocka_unit_test(test_buf_steal),
 		cmocka_unit_test(test_str_parse_size),
+		cmocka_unit_test(test_str_tenant_name_valid),
 		cmocka_unit_test(test_str_parse_size_bad),
 		cmocka_unit_test(test_str_parse_duration),
 		cmocka_unit_test(test_str_parse_duration_bad),
