@@ -1014,6 +1014,25 @@ cmb_store_flags(struct cmb_tenant *t, const struct cmbox_user *u, const struct c
 	return cmb_run(t, st, "store flags", err_r);
 }
 
+/*
+ * The mailbox `name` of the user and which of the UIDs are in its view
+ * (*cur_r[i] as cmb_pick; caller frees *cur_r, also on error).  Locked.
+ * 0, -1 (also for "no such mailbox").
+ */
+static int
+cmb_box_pick(struct cmbox *m, struct cmb_tenant *t, const struct cmbox_user *u,
+    const char *name, struct cmb_box *b, const uint32_t *uids, size_t n,
+    struct cmbox_msg **cur_r, char **err_r)
+{
+	*cur_r = xcalloc(n ? n : 1, sizeof(**cur_r));
+	int rc = cmb_box(m, t, u, name, b, err_r);
+	if (rc == 0)
+		err_setf(err_r, "no such mailbox");
+	if (rc != 1)
+		return -1;
+	return cmb_pick(m, t, u, b, uids, n, *cur_r, err_r);
+}
+
 int
 cmbox_set_flags(struct cmbox *m, const struct cmbox_user *u, const char *mailbox,
     const uint32_t *uids, size_t n, enum cmbox_flag_op op, unsigned flags, char **err_r)
@@ -1022,14 +1041,8 @@ cmbox_set_flags(struct cmbox *m, const struct cmbox_user *u, const char *mailbox
 	struct cmb_box b;
 	if (cmb_lock(m, u, &t, err_r) < 0)
 		return -1;
-	struct cmbox_msg *cur = xcalloc(n ? n : 1, sizeof(*cur));
-	int rc = cmb_box(m, t, u, mailbox, &b, err_r);
-	if (rc == 0) {
-		err_setf(err_r, "no such mailbox");
-		rc = -1;
-	}
-	if (rc == 1)
-		rc = cmb_pick(m, t, u, &b, uids, n, cur, err_r);
+	struct cmbox_msg *cur = NULL;
+	int rc = cmb_box_pick(m, t, u, mailbox, &b, uids, n, &cur, err_r);
 	/* Flags alone are committed without fsync (see the top of the file). */
 	(void)sqlite3_exec(t->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
 	if (rc == 0 && (rc = cmb_begin(t, err_r)) == 0) {
@@ -1072,14 +1085,8 @@ cmbox_expunge(struct cmbox *m, const struct cmbox_user *u, const char *mailbox,
 	struct cmb_box b;
 	if (cmb_lock(m, u, &t, err_r) < 0)
 		return -1;
-	struct cmbox_msg *cur = xcalloc(n ? n : 1, sizeof(*cur));
-	int rc = cmb_box(m, t, u, mailbox, &b, err_r);
-	if (rc == 0) {
-		err_setf(err_r, "no such mailbox");
-		rc = -1;
-	}
-	if (rc == 1)
-		rc = cmb_pick(m, t, u, &b, uids, n, cur, err_r);
+	struct cmbox_msg *cur = NULL;
+	int rc = cmb_box_pick(m, t, u, mailbox, &b, uids, n, &cur, err_r);
 	if (rc == 0 && (rc = cmb_begin(t, err_r)) == 0) {
 		for (size_t i = 0; i < n && rc == 0; i++)
 			if (cur[i].uid != 0)
