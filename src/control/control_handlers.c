@@ -492,7 +492,7 @@ static const struct control_command *const control_tables[] = {
 /*
  * "k=v k2=v2" of the string arguments, for the admin log line.  Secrets
  * never reach the log: arguments named *password*, and the "value" of a
- * setting whose "key" names a password (continuity.set imap_password).
+ * setting whose "key" names a password or a webhook (continuity.set).
  */
 static void
 control_log_admin(const char *cmd, json_t *args)
@@ -501,7 +501,8 @@ control_log_admin(const char *cmd, json_t *args)
 	const char *key;
 	json_t *v;
 	const char *setting = json_string_value(json_object_get(args, "key"));
-	int secret_value = setting != NULL && strstr(setting, "password") != NULL;
+	int secret_value = setting != NULL && (strstr(setting, "password") != NULL ||
+	    strcmp(setting, "webhook") == 0);   /* webhook URLs often carry a token */
 	json_object_foreach(args, key, v) {
 		if (json_is_string(v) && (strstr(key, "password") != NULL ||
 		    (secret_value && strcmp(key, "value") == 0)))

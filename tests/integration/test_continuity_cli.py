@@ -234,6 +234,11 @@ def test_secret_setting_is_never_shown_nor_logged(world):
     assert secret not in d.log()
     d.cli("continuity", "set", "own", "imap_password", "")
     assert control(d, "continuity.settings", tenant="own")["imap_password"] == ""
+    # A webhook URL often carries a token: the admin log line masks it too.
+    hook = "https://hooks.example/%s-tok" % secret
+    d.cli("continuity", "set", "own", "webhook", hook)
+    assert hook not in d.log()
+    d.cli("continuity", "set", "own", "webhook", "")
 
 
 def test_api_sets_and_clears_a_text_setting(world):
