@@ -77,6 +77,16 @@ def control_request(d, cmd, timeout=30, **args):
     return json.loads(data)
 
 
+def _unix_open(path):
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            s.connect(str(path))
+        return True
+    except OSError:
+        return False
+
+
 def _port_open(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -171,7 +181,9 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout=START_TIMEOUT):
-        """Starts `serve`; returns when SMTP accepts and control.sock exists."""
+        """Starts `serve`; returns when SMTP, HTTP and control.sock accept
+        connections (a stale control.sock left by kill -9 does not count: the
+        control socket is opened after the listeners)."""
         assert not self.running(), "daemon already running"
         with open(self.log_path, "ab") as logf:
             logf.write(b"=== test harness: starting mailark serve ===\n")
@@ -186,7 +198,7 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise AssertionError("mailark serve exited with %d during start-up\n%s"
                                      % (self.proc.returncode, _tail(self.log())))
-            if sock.exists() and _port_open(self.smtp_port):
+            if _port_open(self.smtp_port) and _unix_open(sock) and _port_open(self.http_port):
                 return self
             time.sleep(0.05)
         raise AssertionError("mailark serve not ready after %ds (smtp port %d, %s)\n%s"
