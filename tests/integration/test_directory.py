@@ -366,3 +366,47 @@ def test_missing_master_key_is_a_clear_error(mailark_daemon, slapd):
     p = d.cli("directory", "set", "acme", "--url", slapd.url, "--base-dn", SUFFIX,
               "--bind-dn", SVC_DN, "--bind-password-stdin", input=SVC_PW + "\n", check=False)
     assert p.returncode == 1 and str(key) in p.stderr and "missing" in p.stderr, p.stderr
+
+
+def test_directory_user_signs_in_to_continuity(mailark_daemon, slapd):
+    """Continuity IMAP and submission sign-in use the directory (LDAP bind) for synced users."""
+    import imaplib
+    import smtplib
+    import ssl
+    d = mailark_daemon()
+    slapd.add(directory_entries())
+    setup_tenant(d, slapd)
+    sync(d)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    def imap_login(password):
+        with imaplib.IMAP4_SSL("127.0.0.1", d.imaps_port, ssl_context=ctx, timeout=20) as m:
+            try:
+                m.login("ann@acme.example", password)
+            except imaplib.IMAP4.error as e:
+                return str(e)
+            typ, data = m.select("INBOX")
+            assert typ == "OK", data
+            m.logout()
+            return "ok"
+
+    # not in continuity: the right LDAP password is still refused
+    assert "UNAVAILABLE" in imap_login(ANN_PW)
+    d.cli("continuity", "drill", "start", "acme", "--users", "ann@acme.example")
+    assert imap_login(ANN_PW) == "ok"
+    assert "AUTHENTICATIONFAILED" in imap_login("wrong-Passw0rd")
+    with smtplib.SMTP("127.0.0.1", d.submission_port, timeout=20) as s:
+        s.starttls(context=ctx)
+        s.login("ann@acme.example", ANN_PW)
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            s2 = smtplib.SMTP("127.0.0.1", d.submission_port, timeout=20)
+            try:
+                s2.starttls(context=ctx)
+                s2.login("ann@acme.example", "wrong-Passw0rd")
+            finally:
+                s2.close()
+    log = d.log()
+    assert ANN_PW not in log
+    assert "directory_auth" in log
