@@ -16,6 +16,11 @@
  *   placed(user, mailbox, uid)            INBOX / Sent entries added by an APPEND
  *                                         whose bytes were archived before in a
  *                                         way that does not show there
+ *   appended(user, mailbox, uid, internaldate)
+ *                                         the date-time an APPEND to INBOX / Sent
+ *                                         gave an entry it archived (source
+ *                                         "imap"): its INTERNALDATE there instead
+ *                                         of the archive time; the first one wins
  *   folders(user, name, uidvalidity, uidnext)
  *   folder_msgs(user, folder, uid, archive_id, flags, internaldate, size)
  *   meta: 'archive_uidvalidity' (the archive the INBOX / Sent state is of:
@@ -61,6 +66,7 @@ enum cmb_stmt {
 	CS_STATE,
 	CS_HIDDEN,
 	CS_PLACED_LIST, CS_PLACED_ADD, CS_PLACED_DEL,
+	CS_APPENDED_ADD,
 	CS_EXP_ADD, CS_EXP_DEL,
 	CS_FLAGS_GET, CS_FLAGS_SET, CS_FLAGS_DEL,
 	CS_FOLDER_GET, CS_FOLDER_LIST, CS_FOLDER_ADD, CS_FOLDER_DEL, CS_FOLDER_NEXT,
@@ -78,15 +84,19 @@ static const char *const cmb_sql[CS_COUNT] = {
 	[CS_ROLLBACK] = "ROLLBACK",
 	[CS_META_GET] = "SELECT value FROM meta WHERE key = ?1",
 	[CS_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
-	[CS_STATE] = "SELECT uid, 1, 0 FROM expunged WHERE user = ?1 AND mailbox = ?2 "
-	    "UNION ALL SELECT uid, 0, flags FROM flags WHERE user = ?1 AND mailbox = ?2 "
-	    "ORDER BY 1, 2 DESC",
+	[CS_STATE] = "SELECT uid, 2, 0 FROM expunged WHERE user = ?1 AND mailbox = ?2 "
+	    "UNION ALL SELECT uid, 1, internaldate FROM appended WHERE user = ?1 AND "
+	    "mailbox = ?2 UNION ALL SELECT uid, 0, flags FROM flags WHERE user = ?1 AND "
+	    "mailbox = ?2 ORDER BY 1, 2 DESC",
 	[CS_PLACED_LIST] = "SELECT uid FROM placed WHERE user = ?1 AND mailbox = ?2",
 	[CS_HIDDEN] = "SELECT EXISTS (SELECT 1 FROM expunged WHERE user = ?1 AND mailbox = ?2 "
 	    "AND uid = ?3), EXISTS (SELECT 1 FROM placed WHERE user = ?1 AND mailbox = ?2 "
-	    "AND uid = ?3)",
+	    "AND uid = ?3), (SELECT internaldate FROM appended WHERE user = ?1 AND "
+	    "mailbox = ?2 AND uid = ?3)",
 	[CS_PLACED_ADD] = "INSERT OR IGNORE INTO placed(user, mailbox, uid) VALUES (?1, ?2, ?3)",
 	[CS_PLACED_DEL] = "DELETE FROM placed WHERE user = ?1 AND mailbox = ?2 AND uid = ?3",
+	[CS_APPENDED_ADD] = "INSERT OR IGNORE INTO appended(user, mailbox, uid, internaldate) "
+	    "VALUES (?1, ?2, ?3, ?4)",
 	[CS_EXP_ADD] = "INSERT OR IGNORE INTO expunged(user, mailbox, uid) VALUES (?1, ?2, ?3)",
 	[CS_EXP_DEL] = "DELETE FROM expunged WHERE user = ?1 AND mailbox = ?2 AND uid = ?3",
 	[CS_FLAGS_GET] = "SELECT flags FROM flags WHERE user = ?1 AND mailbox = ?2 AND uid = ?3",
@@ -124,6 +134,9 @@ static const char *const cmb_schema =
 	"  uid INTEGER NOT NULL, PRIMARY KEY(user, mailbox, uid)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS placed(user TEXT NOT NULL, mailbox TEXT NOT NULL,"
 	"  uid INTEGER NOT NULL, PRIMARY KEY(user, mailbox, uid)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS appended(user TEXT NOT NULL, mailbox TEXT NOT NULL,"
+	"  uid INTEGER NOT NULL, internaldate INTEGER NOT NULL,"
+	"  PRIMARY KEY(user, mailbox, uid)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS folders(user TEXT NOT NULL, name TEXT NOT NULL,"
 	"  uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL,"
 	"  PRIMARY KEY(user, name)) WITHOUT ROWID;"
@@ -390,7 +403,8 @@ cmb_archive_uv(struct cmbox *m, struct cmb_tenant *t, uint32_t *uv_r, char **err
 		if (stored != 0)
 			log_info("cmbox_state_reset", "tenant=%s reason=new_archive", t->name);
 		static const char *const wipe = "BEGIN IMMEDIATE; DELETE FROM flags; "
-		    "DELETE FROM expunged; DELETE FROM placed; DELETE FROM folder_msgs;";
+		    "DELETE FROM expunged; DELETE FROM placed; DELETE FROM appended; "
+		    "DELETE FROM folder_msgs;";
 		if (sqlite3_exec(t->db, wipe, NULL, NULL, &msg) != SQLITE_OK) {
 			err_setf(err_r, "continuity mailbox of tenant '%s': %s", t->name,
 			    msg ? msg : sqlite3_errmsg(t->db));
@@ -557,6 +571,7 @@ struct cmb_scan {
 	enum cmbox_special special;
 	time_t since;
 	int placed;                   /* check: the entry is placed in the mailbox */
+	int appended;                 /* check: the user's entry has source "imap" */
 	struct cmb_list *l;
 	struct cmbox_msg found;       /* check: the entry's data when allowed */
 };
@@ -591,6 +606,7 @@ cmb_check_view(void *arg, const struct archive_mailbox_row *r)
 	struct cmb_scan *s = arg;
 	if (!cmb_owns(s->u, r))
 		return 0;
+	s->appended = strcmp(r->source, "imap") == 0;
 	if (!s->placed && (r->archived_at < s->since || !cmb_rule(s->u, s->special, r)))
 		return 0;
 	cmb_msg_of(r, &s->found);
@@ -648,7 +664,7 @@ cmb_add_placed(struct cmbox *m, struct cmb_tenant *t, const struct cmbox_user *u
 	return 0;
 }
 
-/* Applies the user's expunges (drop) and flags to a sorted list.  Locked. */
+/* Applies the user's expunges (drop), APPEND dates and flags to a sorted list.  Locked. */
 static int
 cmb_apply_state(struct cmb_tenant *t, const struct cmbox_user *u, const struct cmb_box *b,
     struct cmb_list *l, char **err_r)
@@ -664,8 +680,11 @@ cmb_apply_state(struct cmb_tenant *t, const struct cmbox_user *u, const struct c
 			break;
 		if ((long long)l->v[i].uid != uid)
 			continue;
-		if (sqlite3_column_int(st, 1))
+		int kind = sqlite3_column_int(st, 1);
+		if (kind == 2)
 			l->v[i].archive_id = 0;       /* expunged: dropped below */
+		else if (kind == 1)
+			l->v[i].internaldate = (time_t)sqlite3_column_int64(st, 2);
 		else
 			l->v[i].flags = (unsigned)sqlite3_column_int(st, 2) & CMBOX_F_ALL;
 	}
@@ -735,6 +754,8 @@ cmb_pick_one(struct cmbox *m, struct cmb_tenant *t, const struct cmbox_user *u,
 	int rc = sqlite3_step(st);
 	int expunged = rc == SQLITE_ROW && sqlite3_column_int(st, 0);
 	s.placed = rc == SQLITE_ROW && sqlite3_column_int(st, 1);
+	int dated = rc == SQLITE_ROW && sqlite3_column_type(st, 2) != SQLITE_NULL;
+	time_t date = dated ? (time_t)sqlite3_column_int64(st, 2) : 0;
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW)
 		return cmb_db_err(t, "read expunged", err_r);
@@ -744,6 +765,8 @@ cmb_pick_one(struct cmbox *m, struct cmb_tenant *t, const struct cmbox_user *u,
 	if (rc <= 0)
 		return rc;
 	*msg_r = s.found;
+	if (dated)
+		msg_r->internaldate = date;
 	st = cmb_st_uk(t, CS_FLAGS_GET, u->address, b->key, uid);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
@@ -1119,10 +1142,15 @@ cmb_folder_next(struct cmb_tenant *t, const struct cmbox_user *u, const struct c
 	return cmb_run(t, st, "advance UIDNEXT", err_r);
 }
 
-/* APPEND's bookkeeping for INBOX / Sent: make entry id show there.  Locked. */
+/*
+ * APPEND's bookkeeping for INBOX / Sent: make entry id show there, with
+ * internaldate (when not 0) as its INTERNALDATE if the APPEND archived it
+ * (source "imap"; an entry that came another way keeps its archive time).
+ * Locked.
+ */
 static int
 cmb_append_archive(struct cmbox *m, struct cmb_tenant *t, const struct cmbox_user *u,
-    const struct cmb_box *b, long long id, unsigned flags, char **err_r)
+    const struct cmb_box *b, long long id, unsigned flags, time_t internaldate, char **err_r)
 {
 	struct cmb_scan s = { .u = u, .special = b->special, .since = cmb_since(u) };
 	int natural = archive_mailbox_read(m->mb, t->name, id, cmb_check_view, &s, NULL, NULL,
@@ -1133,6 +1161,11 @@ cmb_append_archive(struct cmbox *m, struct cmb_tenant *t, const struct cmbox_use
 	if (rc == 0 && natural == 0)
 		rc = cmb_run(t, cmb_st_uk(t, CS_PLACED_ADD, u->address, b->key, id), "append",
 		    err_r);
+	if (rc == 0 && internaldate != 0 && s.appended) {
+		sqlite3_stmt *st = cmb_st_uk(t, CS_APPENDED_ADD, u->address, b->key, id);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)internaldate);
+		rc = cmb_run(t, st, "append date", err_r);
+	}
 	if (rc == 0 && (flags & CMBOX_F_ALL) != 0) {
 		unsigned old = 0;
 		sqlite3_stmt *st = cmb_st_uk(t, CS_FLAGS_GET, u->address, b->key, id);
@@ -1203,7 +1236,7 @@ cmbox_append(struct cmbox *m, const struct cmbox_user *u, const char *mailbox,
 		return -1;
 	if (b.special != CMBOX_PLAIN) {
 		rc = cmb_box(m, t, u, mailbox, &b, err_r);   /* the archive may be new */
-		if (rc == 1 && cmb_append_archive(m, t, u, &b, id, flags, err_r) < 0)
+		if (rc == 1 && cmb_append_archive(m, t, u, &b, id, flags, internaldate, err_r) < 0)
 			rc = -1;
 		*uid_r = (uint32_t)id;
 	} else {

@@ -18,7 +18,8 @@
  * strictly ascending and never reused; UIDVALIDITY is fixed per tenant
  * archive (a new archive, e.g. after crypto-shredding, gets a new one, and
  * the user state kept for the old one is dropped).  INBOX / Sent
- * INTERNALDATE is the archive time.  An APPEND of bytes the user's address
+ * INTERNALDATE is the archive time, or the date-time an APPEND gave for
+ * the entry it archived there (kept per user and mailbox).  An APPEND of bytes the user's address
  * already has in the archive gets that entry's id as UID (the archive keeps
  * content once per mailbox); when that entry would not show in the target
  * (another folder, an import, out of the window) it is shown there anyway.

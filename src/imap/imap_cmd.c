@@ -1059,7 +1059,7 @@ imap_cmd_dispatch(struct imap_session *sess, const char *data, size_t len)
 		snprintf(tag, sizeof(tag), "%s", cmd.tag);
 		int rc = d->fn(sess, &cmd, uid);
 		if (rc == -2)
-			reply_bad(sess, tag, "Invalid messageset");
+			reply_bad(sess, tag, uid ? "Invalid uidset" : "Invalid messageset");
 		else if (rc < 0)
 			reply_bad(sess, tag, "Invalid arguments");
 		else

@@ -23,7 +23,7 @@ struct cmd_job {
 };
 
 /* 0 answered, 1 a job runs, -1 BAD "Invalid arguments", -2 BAD "Invalid messageset"
- * (a message sequence number beyond the mailbox). */
+ * (a message sequence number of 0 or beyond the mailbox; "Invalid uidset": UID 0). */
 typedef int imap_cmd_fn(struct imap_session *, struct imap_cmd *, int uid);
 imap_cmd_fn imap_cmd_fetch, imap_cmd_store, imap_cmd_search, imap_cmd_copy;
 

@@ -20,9 +20,10 @@
  * the slices run through them in order, each ending with its own tagged
  * OK, so a slice is one worker round trip however many commands it holds.
  *
- * A message sequence number beyond the mailbox (any, when it is empty) is
- * BAD "Invalid messageset" for FETCH, STORE, COPY and MOVE, like Dovecot;
- * UID sets may name UIDs that do not exist.
+ * A message sequence number of 0 or beyond the mailbox (any, when it is
+ * empty) is BAD "Invalid messageset" for FETCH, STORE, COPY and MOVE, like
+ * Dovecot; UID sets may name UIDs that do not exist, but UID 0 is BAD
+ * "Invalid uidset" (Dovecot's wording).
  *
  * SEARCH keys are compiled into a tree (struct skey) and evaluated per
  * message; the message is read only when a key needs its bytes.
@@ -188,14 +189,17 @@ fetch_parse_item(struct fetch_state *f, const struct imap_arg *a)
 	return 0;
 }
 
+/* The FETCH arguments, or NULL with *rc_r -1 (invalid) or -2 (a set naming 0). */
 static struct fetch_state *
-fetch_parse(const struct imap_arg *args, size_t nargs)
+fetch_parse(const struct imap_arg *args, size_t nargs, int *rc_r)
 {
+	*rc_r = -1;
 	if (nargs != 2 || args[0].type != IMAP_ARG_ATOM)
 		return NULL;
 	struct fetch_state *f = xcalloc(1, sizeof(*f));
 	if (imap_seqset_parse(args[0].str, &f->set) < 0) {
 		free(f);
+		*rc_r = imap_seqset_names_zero(args[0].str) ? -2 : -1;
 		return NULL;
 	}
 	const struct imap_arg *a = &args[1];
@@ -242,7 +246,8 @@ set_star(const struct cmbox_snapshot *s, int uid)
 /*
  * A sequence set naming a message number beyond the mailbox (or any number
  * of an empty one) is invalid (RFC 3501 9, seq-number): BAD, like Dovecot.
- * UID sets may name UIDs that do not exist.
+ * UID sets may name UIDs that do not exist.  (A set naming 0 does not
+ * parse: imap_seqset_names_zero() tells it from a syntax error.)
  */
 static int
 seqset_valid(const struct imap_session *sess, const struct imap_seqset *set, int uid)
@@ -523,7 +528,8 @@ fetch_batch_parse(struct imap_session *sess, const char *line, size_t len)
 		imap_cmd_clear(&c);
 		return NULL;
 	}
-	f = fetch_parse(args, nargs);
+	int prc;
+	f = fetch_parse(args, nargs, &prc);
 	if (f != NULL && !seqset_valid(sess, &f->set, uid)) {
 		fetch_state_free_one(f);
 		f = NULL;
@@ -560,9 +566,10 @@ fetch_batch(struct imap_session *sess, struct fetch_state *f)
 int
 imap_cmd_fetch(struct imap_session *sess, struct imap_cmd *cmd, int uid)
 {
-	struct fetch_state *f = fetch_parse(cmd->args, cmd->nargs);
+	int prc;
+	struct fetch_state *f = fetch_parse(cmd->args, cmd->nargs, &prc);
 	if (f == NULL)
-		return -1;
+		return prc;
 	if (!seqset_valid(sess, &f->set, uid)) {
 		fetch_state_free_one(f);
 		return -2;
@@ -639,7 +646,7 @@ imap_cmd_store(struct imap_session *sess, struct imap_cmd *cmd, int uid)
 	struct fetch_state *f = xcalloc(1, sizeof(*f));
 	if (imap_seqset_parse(cmd->args[0].str, &f->set) < 0) {
 		free(f);
-		return -1;
+		return imap_seqset_names_zero(cmd->args[0].str) ? -2 : -1;
 	}
 	if (!seqset_valid(sess, &f->set, uid)) {
 		fetch_state_free_one(f);
@@ -733,7 +740,7 @@ imap_cmd_copy(struct imap_session *sess, struct imap_cmd *cmd, int uid)
 	struct fetch_state *f = xcalloc(1, sizeof(*f));
 	if (imap_seqset_parse(cmd->args[0].str, &f->set) < 0) {
 		free(f);
-		return -1;
+		return imap_seqset_names_zero(cmd->args[0].str) ? -2 : -1;
 	}
 	if (!seqset_valid(sess, &f->set, uid)) {
 		fetch_state_free_one(f);

@@ -362,6 +362,18 @@ bad:
 }
 
 int
+imap_seqset_names_zero(const char *s)
+{
+	for (const char *p = s; *p != '\0'; p++) {
+		int start = p == s || p[-1] == ',' || p[-1] == ':';
+		int end = p[1] == '\0' || p[1] == ',' || p[1] == ':';
+		if (*p == '0' && start && end)
+			return 1;
+	}
+	return 0;
+}
+
+int
 imap_seqset_contains(const struct imap_seqset *set, uint32_t v, uint32_t star)
 {
 	for (size_t i = 0; i < set->n; i++) {

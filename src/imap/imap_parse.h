@@ -85,6 +85,9 @@ struct imap_seqset {
 
 /* "1,3:5,7:*" -> ranges.  0 / -1 (syntax, zero). */
 int imap_seqset_parse(const char *s, struct imap_seqset *set);
+/* Does the text name the number 0 (neither a seq-number nor a UID, RFC 3501 9:
+ * BAD "Invalid messageset" / "Invalid uidset" rather than a syntax error)? */
+int imap_seqset_names_zero(const char *s);
 /* Does the set contain v when '*' stands for star (the largest number in use)? */
 int imap_seqset_contains(const struct imap_seqset *set, uint32_t v, uint32_t star);
 void imap_seqset_free(struct imap_seqset *set);

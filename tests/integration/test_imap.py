@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -667,6 +668,71 @@ def test_pipelined_fetches_and_invalid_messageset(env):
     assert r.cmd("d", "DELETE Empty")[-1].startswith("d OK")
     r.cmd("lo", "LOGOUT")
     r.close()
+
+
+def test_sequence_and_uid_zero_are_bad(env):
+    # RFC 3501 9: seq-number and uniqueid are nz-number.  Dovecot 2.3 answers
+    # BAD "Invalid messageset" for a 0 in a message set (also 0:* and 1,0) and
+    # BAD "Invalid uidset" for a 0 in a UID set (also UID FETCH 0:*).
+    r = signed_in_raw(env)
+    r.cmd("s", "SELECT INBOX")
+    before = r.cmd("f0", "FETCH 1:* (FLAGS)")
+    for text in ("FETCH 0 FLAGS", "FETCH 0:* FLAGS", "FETCH 1,0 (UID)",
+                 "STORE 0 +FLAGS (\\Seen)", "COPY 0 Trash", "MOVE 0:1 Trash"):
+        assert r.cmd("b", text) == ["b BAD Invalid messageset"], text
+    for text in ("UID FETCH 0 FLAGS", "UID FETCH 0:* FLAGS", "UID STORE 0 +FLAGS (\\Seen)",
+                 "UID COPY 0 Trash"):
+        assert r.cmd("b", text) == ["b BAD Invalid uidset"], text
+    # batched behind a valid FETCH, the invalid one is still answered BAD, in order
+    r.send("p1 FETCH 1 (UID)\r\np2 FETCH 0 (UID)\r\np3 UID FETCH 0 (UID)\r\n")
+    assert r.until_tagged("p1")[-1].startswith("p1 OK")
+    assert r.until_tagged("p2") == ["p2 BAD Invalid messageset"]
+    assert r.until_tagged("p3") == ["p3 BAD Invalid uidset"]
+    # the refused STORE and MOVE changed nothing
+    assert r.cmd("f0", "FETCH 1:* (FLAGS)") == before
+    r.cmd("lo", "LOGOUT")
+    r.close()
+
+
+def _internaldate(m, uid):
+    typ, data = m.uid("FETCH", uid, "(INTERNALDATE)")
+    assert typ == "OK", data
+    got = re.search(rb'INTERNALDATE "([^"]+)"', data[0])
+    assert got, data
+    return datetime.strptime(got.group(1).decode(), "%d-%b-%Y %H:%M:%S %z").timestamp()
+
+
+def test_append_date_kept_in_inbox_and_sent(env):
+    # The date-time of an APPEND is the INTERNALDATE, in INBOX and Sent as in
+    # user folders (RFC 3501 6.3.11); without one it is the archive time.
+    when = {"INBOX": 1500000000, "Sent": 1600000000}
+    uids = {}
+    m = imaps(env)
+    for box, ts in when.items():
+        msg = crlf_msg("dated append to %s" % box, to="ann@acme.example")
+        # given in +0200: the instant counts, not the zone
+        date = '"%s"' % time.strftime("%d-%b-%Y %H:%M:%S +0200", time.gmtime(ts + 7200))
+        typ, data = m.append(box, None, date, msg)
+        am = re.search(rb"APPENDUID \d+ (\d+)", data[0])
+        assert typ == "OK" and am, data
+        uids[box] = am.group(1).decode()
+    typ, data = m.append("Sent", None, None, crlf_msg("undated", to="ann@acme.example"))
+    undated = re.search(rb"APPENDUID \d+ (\d+)", data[0]).group(1).decode()
+    for box, ts in when.items():
+        m.select(box)
+        assert _internaldate(m, uids[box]) == ts, box
+    m.select("Sent")
+    assert abs(_internaldate(m, undated) - time.time()) < 600
+    typ, data = m.uid("SEARCH", "BEFORE", "01-Jan-2021")   # SEARCH uses the same date
+    assert data[0].split() == [uids["Sent"].encode()], data
+    m.logout()
+    # a new session (state from mailbox.db) sees the same; INBOX mail is left as it was
+    m = imaps(env)
+    m.select("INBOX")
+    assert _internaldate(m, uids["INBOX"]) == when["INBOX"]
+    m.uid("STORE", uids["INBOX"], "+FLAGS", "(\\Deleted)")
+    assert m.expunge()[0] == "OK"
+    m.logout()
 
 
 # ---- these two run last: they end continuity and stop the daemon ---------------

@@ -5,7 +5,7 @@
  * folders and dates, then the users' INBOX / Sent views (received rule,
  * window, aliases), exact reads, refused cross-user and cross-tenant
  * reads, flags and expunges persisted across close/open, APPEND (also of
- * bytes archived before), user folders (create, copy, rename, delete) and
+ * bytes archived before, and its date-time as INTERNALDATE), user folders (create, copy, rename, delete) and
  * UIDVALIDITY.  The last test prints the time of a snapshot of 10 000
  * messages and of reading each (MAILARK_CMBOX_N changes the count).
  */
@@ -461,6 +461,83 @@ test_append(void **state)
 	free(err);
 }
 
+static time_t
+date_of(struct fixture *f, const struct cmbox_user *u, const char *box, uint32_t uid)
+{
+	struct cmbox_snapshot s;
+	time_t d = -1;
+	snap(f, u, box, &s);
+	for (size_t i = 0; i < s.n; i++)
+		if (s.msgs[i].uid == uid)
+			d = s.msgs[i].internaldate;
+	cmbox_snapshot_free(&s);
+	return d;
+}
+
+static void
+append_dated(struct fixture *f, const struct cmbox_user *u, const char *box, int k,
+    time_t date, uint32_t *uid_r)
+{
+	char *err = NULL;
+	uint32_t uv = 0;
+	if (cmbox_append(f->m, u, box, f->raw[k], f->len[k], 0, date, &uv, uid_r, &err) != 1)
+		fail_msg("append to %s: %s", box, err ? err : "");
+}
+
+/*
+ * The date-time of an APPEND to INBOX / Sent is the INTERNALDATE of the
+ * entry it archived (snapshot and single-UID path, after reopen, in a
+ * mailbox.db made before the table existed); an entry archived another
+ * way keeps its archive time; the first date wins.
+ */
+static void
+test_append_date(void **state)
+{
+	struct fixture *f = *state;
+	char *err = NULL, path[256];
+	const time_t d1 = 1500000000, d2 = 1600000000, d3 = 1400000000;
+	uint32_t in_uid, sent_uid, uid, copied[1];
+
+	/* A mailbox.db of an older version: no table "appended" yet. */
+	struct cmbox_snapshot s;
+	snap(f, &alice, "INBOX", &s);                        /* creates mailbox.db */
+	cmbox_snapshot_free(&s);
+	cmbox_close(&f->m);
+	snprintf(path, sizeof(path), "%s/continuity/acme/mailbox.db", f->dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DROP TABLE appended", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(cmbox_open(f->a, f->dir, &f->m, &err), 0);
+
+	f->raw[10] = make_msg(10, 400, &f->len[10]);
+	f->raw[11] = make_msg(11, 500, &f->len[11]);
+	append_dated(f, &alice, "INBOX", 10, d1, &in_uid);
+	append_dated(f, &alice, "Sent", 11, d2, &sent_uid);
+	append_dated(f, &alice, "Sent", 0, d3, &uid);        /* archived inbound before */
+	assert_int_equal(uid, f->id[0]);
+	assert_int_equal(date_of(f, &alice, "INBOX", in_uid), d1);
+	assert_int_equal(date_of(f, &alice, "Sent", sent_uid), d2);
+	time_t now = time(NULL);
+	time_t kept = date_of(f, &alice, "Sent", uid);
+	assert_true(kept > now - 3600 && kept <= now);      /* the archive time */
+	assert_int_equal(date_of(f, &alice, "INBOX", (uint32_t)f->id[0]), kept);
+	append_dated(f, &alice, "INBOX", 10, d3, &uid);      /* again: the first date stays */
+	assert_int_equal(uid, in_uid);
+	reopen(f);
+	assert_int_equal(date_of(f, &alice, "INBOX", in_uid), d1);
+	assert_int_equal(date_of(f, &alice, "Sent", sent_uid), d2);
+	/* COPY checks one UID alone (not through a snapshot): the folder keeps the date. */
+	assert_int_equal(cmbox_create(f->m, &alice, "Keep", &err), 0);
+	uint32_t uv;
+	assert_int_equal(cmbox_copy(f->m, &alice, "Sent", &sent_uid, 1, "Keep", &uv, copied,
+	    &err), 1);
+	assert_int_equal(date_of(f, &alice, "Keep", copied[0]), d2);
+	/* Nobody else sees it, with or without its date. */
+	assert_int_equal(date_of(f, &bob, "INBOX", in_uid), -1);
+	assert_int_equal(date_of(f, &bob, "Sent", sent_uid), -1);
+}
+
 static void
 expect_list(struct fixture *f, const struct cmbox_user *u, const char *const *names, size_t n)
 {
@@ -863,6 +940,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_flags, setup_populated, teardown),
 		cmocka_unit_test_setup_teardown(test_expunge, setup_populated, teardown),
 		cmocka_unit_test_setup_teardown(test_append, setup_populated, teardown),
+		cmocka_unit_test_setup_teardown(test_append_date, setup_populated, teardown),
 		cmocka_unit_test_setup_teardown(test_folders, setup_populated, teardown),
 		cmocka_unit_test_setup_teardown(test_uidvalidity, setup_populated, teardown),
 		cmocka_unit_test_setup_teardown(test_index_upgrade, setup_populated, teardown),
