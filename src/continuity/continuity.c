@@ -899,6 +899,7 @@ continuity_stop(struct continuity **cp)
 		event_free(c->tick);
 	cont_flush_delivered(c);
 	free(c->delivered);
+	free(c->msgid);
 	while (c->tenants != NULL) {
 		struct ctenant *t = c->tenants;
 		c->tenants = t->next;

@@ -46,6 +46,10 @@ struct continuity {
 	struct croute *routes;
 	struct event *tick;                /* auto failback, end of failback */
 	char why[512];                     /* continuity_already_delivered's text */
+	/* the Message-ID of the entry read last (cont_message_id): one spool read
+	 * per entry, not one per recipient outcome */
+	char msgid_qid[64];
+	char *msgid;                       /* NULL: that entry has none */
 	/* deliveries through tenant routes not yet written (cont_flush_delivered) */
 	struct store_cont_delivery *delivered;
 	size_t ndelivered, delivered_cap;

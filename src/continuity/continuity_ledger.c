@@ -128,12 +128,17 @@ header_message_id(const char *h, size_t len)
 char *
 cont_message_id(struct continuity *c, const char *queue_id)
 {
-	struct buf h = BUF_INIT;
-	char *id = NULL;
-	if (spool_read(c, queue_id, CONT_HEADER_MAX, 1, &h) == 0)
-		id = header_message_id(h.data != NULL ? (const char *)h.data : "", h.len);
-	buf_free(&h);
-	return id;
+	if (strcmp(c->msgid_qid, queue_id) != 0) {
+		struct buf h = BUF_INIT;
+		free(c->msgid);
+		c->msgid = NULL;
+		if (spool_read(c, queue_id, CONT_HEADER_MAX, 1, &h) == 0)
+			c->msgid = header_message_id(h.data != NULL ? (const char *)h.data : "",
+			    h.len);
+		buf_free(&h);
+		snprintf(c->msgid_qid, sizeof(c->msgid_qid), "%s", queue_id);
+	}
+	return c->msgid != NULL ? xstrdup(c->msgid) : NULL;
 }
 
 int
