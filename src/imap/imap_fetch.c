@@ -258,6 +258,28 @@ seqset_valid(const struct imap_session *sess, const struct imap_seqset *set, int
 	return n > 0 && imap_seqset_max(set, n) <= n;
 }
 
+/*
+ * A new fetch_state for STORE / COPY / MOVE over the set text: NULL with
+ * *rc_r -1 (syntax: BAD) or -2 (invalid message set: BAD "Invalid
+ * messageset"), as the command functions return them.
+ */
+static struct fetch_state *
+fetch_state_for_set(const struct imap_session *sess, const char *set, int uid, int *rc_r)
+{
+	struct fetch_state *f = xcalloc(1, sizeof(*f));
+	if (imap_seqset_parse(set, &f->set) < 0) {
+		free(f);
+		*rc_r = imap_seqset_names_zero(set) ? -2 : -1;
+		return NULL;
+	}
+	if (!seqset_valid(sess, &f->set, uid)) {
+		fetch_state_free_one(f);
+		*rc_r = -2;
+		return NULL;
+	}
+	return f;
+}
+
 /* Resolves f->set against the session's snapshot (once per command). */
 static void
 fetch_resolve(const struct imap_session *sess, struct fetch_state *f, int uid)
@@ -643,15 +665,10 @@ imap_cmd_store(struct imap_session *sess, struct imap_cmd *cmd, int uid)
 	unsigned flags;
 	if (imap_flags_parse(&cmd->args[2], &flags) < 0)
 		return -1;
-	struct fetch_state *f = xcalloc(1, sizeof(*f));
-	if (imap_seqset_parse(cmd->args[0].str, &f->set) < 0) {
-		free(f);
-		return imap_seqset_names_zero(cmd->args[0].str) ? -2 : -1;
-	}
-	if (!seqset_valid(sess, &f->set, uid)) {
-		fetch_state_free_one(f);
-		return -2;
-	}
+	int rc;
+	struct fetch_state *f = fetch_state_for_set(sess, cmd->args[0].str, uid, &rc);
+	if (f == NULL)
+		return rc;
 	if (sess->readonly) {
 		imap_seqset_free(&f->set);
 		free(f);
@@ -737,15 +754,10 @@ imap_cmd_copy(struct imap_session *sess, struct imap_cmd *cmd, int uid)
 	if (cmd->nargs != 2 || cmd->args[0].type != IMAP_ARG_ATOM ||
 	    !imap_arg_is_string(&cmd->args[1]) || cmd->args[1].len == 0)
 		return -1;
-	struct fetch_state *f = xcalloc(1, sizeof(*f));
-	if (imap_seqset_parse(cmd->args[0].str, &f->set) < 0) {
-		free(f);
-		return imap_seqset_names_zero(cmd->args[0].str) ? -2 : -1;
-	}
-	if (!seqset_valid(sess, &f->set, uid)) {
-		fetch_state_free_one(f);
-		return -2;
-	}
+	int rc;
+	struct fetch_state *f = fetch_state_for_set(sess, cmd->args[0].str, uid, &rc);
+	if (f == NULL)
+		return rc;
 	if (sess->readonly && strcmp(cmd->name, "MOVE") == 0) {
 		imap_seqset_free(&f->set);
 		free(f);
