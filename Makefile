@@ -7,7 +7,7 @@ SAN       ?= 0
 CC        ?= cc
 PKGS      := libevent_core libevent_openssl libevent_pthreads openssl sqlite3 \
              jansson libmicrohttpd inih libunbound libsodium libzstd ldap \
-             gmime-3.0 libpst libarchive libcurl
+             gmime-3.0 libpst libarchive libcurl opendkim libmagic
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -22,7 +22,7 @@ CFLAGS_OPT := -O2
 LDFLAGS_SAN :=
 endif
 CFLAGS  := $(CFLAGS_BASE) $(CFLAGS_OPT) $(EXTRA_CFLAGS)
-LDLIBS  := $(PKG_LIBS) -lpthread -lm
+LDLIBS  := $(PKG_LIBS) -lspf2 -lopendmarc -lpthread -lm
 
 LIB_SRCS  := $(shell find src -name '*.c' ! -name main.c | sort)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)

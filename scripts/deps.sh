@@ -12,6 +12,9 @@ PKGS=(
   libldap-dev slapd ldap-utils
   libgmime-3.0-dev libpst-dev pst-utils libarchive-dev notmuch
   libcurl4-openssl-dev curl dovecot-imapd isync mutt libnet-ssleay-perl libio-socket-ssl-perl
+  libspf2-dev libopendkim-dev libopendmarc-dev libmagic-dev
+  clamav clamav-daemon clamav-milter opendkim opendkim-tools python3-dkim python3-dnspython
+  spamassassin spamc
 )
 
 missing=()
@@ -33,6 +36,7 @@ echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts services it installs where it can; mailark's tests run their own instances.
-for svc in postfix unbound slapd dovecot; do
+for svc in postfix unbound slapd dovecot clamav-daemon clamav-freshclam clamav-milter \
+    opendkim spamd spamassassin; do
   $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done

@@ -44,6 +44,9 @@
 #include "continuity/probe.h"
 #include "imap/imap_server.h"
 #include "control/control_handlers.h"
+#include "deliver/tls_policy.h"
+#include "hygiene/hygiene.h"
+#include "hygiene/quarantine.h"
 #include "server.h"
 #include "smtp/smtp_server.h"
 #include "store/store.h"
@@ -117,6 +120,7 @@ main_teardown(struct main_daemon *d)
 	probe_stop(&srv->probe);
 	imap_server_free(&srv->imap);
 	scheduler_stop(&srv->sched);
+	tls_policy_stop(srv);
 	alert_cancel_all(srv);   /* no alert callback may run once continuity is gone */
 	continuity_stop(&srv->continuity);
 	http_stop(&srv->http);
@@ -124,8 +128,10 @@ main_teardown(struct main_daemon *d)
 	control_archive_timer_stop(srv);
 	archive_jobs_free(&srv->archive_jobs);   /* waits for running jobs (they audit) */
 	audit_stop(srv);         /* signs a last checkpoint */
+	hygiene_stop(srv);       /* finishes running scans: their sessions still exist */
 	smtp_server_free(&srv->smtp);
 	smtp_server_free(&srv->submission);
+	quarantine_close(srv);
 	dns_resolver_free(&srv->dns);
 	worker_pool_free(&srv->workers);
 	directory_stop(srv);     /* after the pool: no sync is still running */
@@ -208,6 +214,12 @@ main_start_modules(struct server *srv)
 		return main_fail("queue", err);
 	if (dns_resolver_new(srv, &srv->dns, &err) < 0)
 		return main_fail("dns", err);
+	if (tls_policy_start(srv, &err) < 0)
+		return main_fail("tls policy", err);
+	if (quarantine_open(srv, &err) < 0)
+		return main_fail("quarantine", err);
+	if (hygiene_start(srv, &err) < 0)
+		return main_fail("hygiene", err);
 	if (scheduler_start(srv, &srv->sched, &err) < 0)
 		return main_fail("scheduler", err);
 	if (continuity_start(srv, &srv->continuity, &err) < 0)

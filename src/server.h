@@ -32,6 +32,9 @@ struct continuity;
 struct probe;
 struct cmbox;
 struct imap_server;
+struct hygiene;
+struct quarantine;
+struct tls_policy;
 
 struct server {
 	struct config *cfg;
@@ -54,6 +57,9 @@ struct server {
 	struct probe *probe;                /* route health probes */
 	struct cmbox *cmbox;                /* continuity mailboxes (views over the archive) */
 	struct imap_server *imap;           /* continuity IMAP server */
+	struct hygiene *hygiene;            /* the filtering pipeline (hygiene/) */
+	struct quarantine *quarantine;      /* held messages (hygiene/quarantine.c) */
+	struct tls_policy *tls_policy;      /* outbound TLS requirements, MTA-STS */
 	struct metrics metrics;
 	int shutting_down;        /* set once SIGTERM/SIGINT arrives */
 };

@@ -723,6 +723,21 @@ parse_construct(const char *s, size_t len, GMimeParserOptions *opts, int message
 	return obj;
 }
 
+GMimeMessage *
+archive_parse_message(const void *raw, size_t len)
+{
+	if (raw == NULL || len == 0 || archive_parse_init() < 0)
+		return NULL;
+	GMimeParserOptions *opts = parse_options();
+	GMimeObject *obj = parse_construct(raw, len, opts, 1);
+	g_mime_parser_options_free(opts);
+	if (obj != NULL && !GMIME_IS_MESSAGE(obj)) {
+		g_object_unref(obj);
+		obj = NULL;
+	}
+	return obj != NULL ? GMIME_MESSAGE(obj) : NULL;
+}
+
 int
 archive_parse(const void *raw, size_t len, struct archive_doc *doc, char **err_r)
 {

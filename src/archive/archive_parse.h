@@ -52,6 +52,12 @@ int archive_parse_init(void);
  * after success (maybe ""). */
 int archive_parse(const void *raw, size_t len, struct archive_doc *doc, char **err_r);
 
+/* The message parsed by GMime with the same defences as archive_parse()
+ * (hostile charset names defused, in a private copy); NULL when it is not a
+ * message.  The caller g_object_unref()s it.  Any thread. */
+typedef struct _GMimeMessage GMimeMessage;
+GMimeMessage *archive_parse_message(const void *raw, size_t len);
+
 /* Frees the fields, not doc itself. */
 void archive_doc_free(struct archive_doc *doc);
 

@@ -19,6 +19,7 @@
 #include "directory/directory_cli.h"
 #include "cli/cli_archive.h"
 #include "cli/cli_continuity.h"
+#include "cli/cli_spam.h"
 #include "control/control.h"
 #include "lib/mem.h"
 
@@ -182,6 +183,34 @@ static const struct cli_sub cli_subs[] = {
 	  "  hold release TENANT NAME        (four eyes: a second admin approves)" },
 	{ "archive", "approval", "archive.approval.list", { "tenant" }, 1,
 	  "list|approve|reject TENANT [ID]", "Changes waiting for a second admin." },
+	/* policy, quarantine, dkim: generic; spam: handled by cli_spam_run */
+	{ "policy", "show", "policy.show", { "tenant" }, 1, "TENANT",
+	  "Shows the tenant's hygiene policy: every key with its value, its default and\n"
+	  "what it does." },
+	{ "policy", "set", "policy.set", { "tenant", "key", "value" }, 3, "TENANT KEY VALUE",
+	  "Changes one policy setting (see `policy show`); lists are comma-separated." },
+	{ "quarantine", "list", "quarantine.list", { "tenant", "rcpt" }, 1, "TENANT [RCPT]",
+	  "Lists the tenant's quarantined messages, newest first (of one recipient)." },
+	{ "quarantine", "show", "quarantine.show", { "tenant", "id" }, 2, "TENANT ID",
+	  "Shows a quarantined message: envelope, verdict and reasons, headers." },
+	{ "quarantine", "release", "quarantine.release", { "tenant", "id" }, 2, "TENANT ID",
+	  "Delivers the original message to its recipients and removes it." },
+	{ "quarantine", "delete", "quarantine.delete", { "tenant", "id" }, 2, "TENANT ID",
+	  "Deletes a quarantined message." },
+	{ "quarantine", "digest", "quarantine.digest", { "tenant" }, 1, "TENANT",
+	  "Sends the quarantine digest to the tenant's recipients now." },
+	{ "spam", "train", "spam.train", { "tenant" }, 1, "TENANT --spam DIR --ham DIR",
+	  "Trains the tenant's classifier (and the global one) on the messages in the\n"
+	  "directories (one message per file, or Maildir cur/new)." },
+	{ "spam", "classify", "spam.classify", { "tenant" }, 1, "TENANT FILE...",
+	  "Prints the spam score and verdict of each message file." },
+	{ "spam", "stats", "spam.stats", { "tenant" }, 1, "TENANT",
+	  "Shows how many messages the tenant's and the global classifier learned." },
+	{ "dkim", "keygen", "dkim.keygen", { "domain" }, 1, "DOMAIN [--selector S] [--bits N]",
+	  "Generates a DKIM signing key for the domain and prints the DNS TXT record\n"
+	  "to publish (selector default \"mailark\", 2048 bits)." },
+	{ "dkim", "show", "dkim.show", { "domain" }, 1, "DOMAIN",
+	  "Shows the domain's active DKIM selector and its DNS TXT record." },
 	/* continuity: handled by cli_continuity_run (options, report and status layout) */
 	{ "continuity", "status", "continuity.status", { "tenant" }, 1, "TENANT",
 	  "Shows the tenant's continuity state (normal, active, failing_back) and since\n"
@@ -242,6 +271,10 @@ static const char *const cli_groups[][2] = {
 	{ "archive", "Import, search, export, retain and verify archived mail." },
 	{ "continuity", "Keep mail flowing when a tenant's primary server is down." },
 	{ "audit", "Verify and read the tamper-evident audit trail." },
+	{ "policy", "Show and change each tenant's hygiene policy." },
+	{ "quarantine", "List, release and delete quarantined messages." },
+	{ "spam", "Train and test the spam classifier." },
+	{ "dkim", "Generate and show DKIM signing keys." },
 	{ "user", "Manage users: addresses, aliases, roles, passwords, TOTP." },
 	{ "group", "Manage the groups of a tenant." },
 	{ "token", "Manage API tokens." },
@@ -498,6 +531,8 @@ cli_admin_run(const struct config *cfg, int argc, char **argv)
 		return cli_archive_run(cfg, argc, argv);
 	if (strcmp(group, "continuity") == 0)
 		return cli_continuity_run(cfg, argc, argv);
+	if (strcmp(group, "spam") == 0)
+		return cli_spam_run(cfg, argc, argv);
 	if (strcmp(group, "audit") == 0)
 		return audit_cli_run(cfg, argc, argv);
 	if (cli_identity_handles(group))

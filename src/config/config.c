@@ -72,6 +72,17 @@ static const struct config_key config_keys[] = {
 	K("continuity", "probe_interval", CK_DURATION, probe_interval),
 	K("continuity", "probe_timeout", CK_DURATION, probe_timeout),
 	K("continuity", "probe_failures", CK_COUNT, probe_failures),
+	K("hygiene", "enabled", CK_BOOL, hygiene_enabled),
+	K("hygiene", "threads", CK_COUNT, hygiene_threads),
+	K("hygiene", "clamd_socket", CK_STRING, clamd_socket),
+	K("hygiene", "clamd_timeout", CK_DURATION, clamd_timeout),
+	K("hygiene", "milters", CK_STRING, milters),
+	K("hygiene", "milter_timeout", CK_DURATION, milter_timeout),
+	K("hygiene", "rspamd_url", CK_STRING, rspamd_url),
+	K("hygiene", "dnsbl_reject", CK_STRING, dnsbl_reject),
+	K("hygiene", "digest_hour", CK_COUNT, digest_hour),
+	K("delivery", "tls_ca_file", CK_STRING, tls_ca_file),
+	K("delivery", "mta_sts_port", CK_COUNT, mta_sts_port),
 	K("log", "level", CK_LOGLEVEL, log_level),
 	K("log", "format", CK_LOGFORMAT, log_format),
 };
@@ -131,6 +142,16 @@ config_defaults(struct config *cfg)
 	cfg->probe_interval = 30;
 	cfg->probe_timeout = 10;
 	cfg->probe_failures = 3;
+	cfg->hygiene_enabled = 1;
+	cfg->hygiene_threads = 4;
+	cfg->clamd_socket = xstrdup("/run/clamav/clamd.ctl");
+	cfg->clamd_timeout = 60;
+	cfg->milters = xstrdup("");
+	cfg->milter_timeout = 30;
+	cfg->rspamd_url = xstrdup("");
+	cfg->dnsbl_reject = xstrdup("");
+	cfg->digest_hour = 7;
+	cfg->mta_sts_port = 443;
 	cfg->log_level = LOGL_INFO;
 	cfg->log_format = LOGF_TEXT;
 }
@@ -331,7 +352,8 @@ config_free(struct config **cfgp)
 	char **strings[] = { &cfg->path, &cfg->data_dir, &cfg->hostname, &cfg->regions,
 		&cfg->banner, &cfg->http_listen, &cfg->tls_cert, &cfg->tls_key, &cfg->smarthost,
 		&cfg->dns_resolver, &cfg->helo_name, &cfg->imap_listen, &cfg->imap_tls_listen,
-		&cfg->submission_listen };
+		&cfg->submission_listen, &cfg->clamd_socket, &cfg->milters, &cfg->rspamd_url,
+		&cfg->dnsbl_reject, &cfg->tls_ca_file };
 	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
 		free(*strings[i]);
 	free(cfg);

@@ -89,6 +89,19 @@ struct config {
 	uint64_t probe_interval;         /* 30 s between probes of each tenant route */
 	uint64_t probe_timeout;          /* 10 s for connect + banner + EHLO */
 	uint64_t probe_failures;         /* 3 consecutive failures: the route is down */
+	/* [hygiene] the filtering pipeline (hygiene/) */
+	int hygiene_enabled;             /* yes: scan every message (each tenant's policy decides what) */
+	uint64_t hygiene_threads;        /* 4 scanning threads */
+	char *clamd_socket;              /* "/run/clamav/clamd.ctl", or host:port */
+	uint64_t clamd_timeout;          /* 60 s for one scan */
+	char *milters;                   /* "": comma list of inet:HOST:PORT / unix:PATH */
+	uint64_t milter_timeout;         /* 30 s per milter reply */
+	char *rspamd_url;                /* "": e.g. http://127.0.0.1:11333 (spam.rspamd) */
+	char *dnsbl_reject;              /* "": comma list of zones whose listed clients get 554 */
+	uint64_t digest_hour;            /* 7: hour (UTC) of the daily quarantine digest */
+	/* [delivery] TLS policy (deliver/tls_policy.c) */
+	char *tls_ca_file;               /* NULL: the system's CAs, for verified TLS */
+	uint64_t mta_sts_port;           /* 443: HTTPS port of mta-sts.DOMAIN policy fetches */
 	/* [log] */
 	enum log_level log_level;        /* info */
 	enum log_format log_format;      /* text */

@@ -136,6 +136,22 @@ static const struct authz_rule authz_rules[] = {
 	{ "continuity.drill.start", ROLE_ADMIN, AUTHZ_TENANT, "tenant" },
 	{ "continuity.drill.stop", ROLE_ADMIN, AUTHZ_TENANT, "tenant" },
 	{ "continuity.probe", ROLE_OPERATOR, AUTHZ_INSTALL, NULL },
+	/* hygiene (control_hygiene.c, control_spam.c, control_dkim.c).  Users reach
+	 * the quarantine and spam reports for their own mail: the handlers narrow
+	 * what a ROLE_USER principal sees to messages addressed to them. */
+	{ "policy.show", ROLE_AUDITOR, AUTHZ_TENANT, "tenant" },
+	{ "policy.set", ROLE_ADMIN, AUTHZ_TENANT, "tenant" },
+	{ "quarantine.list", ROLE_USER, AUTHZ_TENANT, "tenant" },
+	{ "quarantine.show", ROLE_USER, AUTHZ_TENANT, "tenant" },
+	{ "quarantine.release", ROLE_USER, AUTHZ_TENANT, "tenant" },
+	{ "quarantine.delete", ROLE_USER, AUTHZ_TENANT, "tenant" },
+	{ "quarantine.digest", ROLE_ADMIN, AUTHZ_TENANT, "tenant" },
+	{ "spam.train", ROLE_ADMIN, AUTHZ_TENANT, "tenant" },
+	{ "spam.classify", ROLE_AUDITOR, AUTHZ_TENANT, "tenant" },
+	{ "spam.report", ROLE_USER, AUTHZ_TENANT, "tenant" },
+	{ "spam.stats", ROLE_AUDITOR, AUTHZ_TENANT, "tenant" },
+	{ "dkim.keygen", ROLE_ADMIN, AUTHZ_DOMAIN, "domain" },
+	{ "dkim.show", ROLE_AUDITOR, AUTHZ_DOMAIN, "domain" },
 	{ NULL, ROLE_NONE, AUTHZ_INSTALL, NULL },
 };
 

@@ -487,6 +487,9 @@ static const struct control_command *const control_tables[] = {
 	control_archive_commands,
 	control_archive_retention_commands,
 	control_continuity_commands,
+	control_hygiene_commands,
+	control_spam_commands,
+	control_dkim_commands,
 };
 
 /*

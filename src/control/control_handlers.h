@@ -32,6 +32,9 @@ extern const struct control_command control_archive_commands[];  /* control_arch
 extern const struct control_command control_archive_retention_commands[];
                                                    /* control_archive_retention.c */
 extern const struct control_command control_continuity_commands[]; /* control_continuity.c */
+extern const struct control_command control_hygiene_commands[];  /* control_hygiene.c: policy, quarantine */
+extern const struct control_command control_spam_commands[];     /* control_spam.c */
+extern const struct control_command control_dkim_commands[];     /* control_dkim.c */
 
 /* The scheduled purge of every tenant's archive ([archive] purge_interval). */
 int control_archive_timer_start(struct server *srv);

@@ -93,11 +93,11 @@ resolver_readable(evutil_socket_t fd, short what, void *arg)
 		log_warn("dns_process", "error=%s", log_str(ub_strerror(err)));
 }
 
-static int
-resolver_configure(struct dns_resolver *r, const struct config *cfg, char **err_r)
+int
+dns_ctx_configure(struct ub_ctx *ctx, const struct config *cfg, char **err_r)
 {
 	/* Local forwarders (127.0.0.53, 127.0.0.11, a test's unbound) are normal. */
-	int err = ub_ctx_set_option(r->ctx, "do-not-query-localhost:", "no");
+	int err = ub_ctx_set_option(ctx, "do-not-query-localhost:", "no");
 	if (err != 0)
 		log_warn("dns_option", "error=%s", log_str(ub_strerror(err)));
 	if (cfg->dns_resolver != NULL && cfg->dns_resolver[0] != '\0') {
@@ -106,9 +106,9 @@ resolver_configure(struct dns_resolver *r, const struct config *cfg, char **err_
 		 * special-use "test." (RFC 6761) included, which libunbound
 		 * would otherwise answer NXDOMAIN itself.
 		 */
-		err = ub_ctx_set_option(r->ctx, "local-zone:", "test. transparent");
+		err = ub_ctx_set_option(ctx, "local-zone:", "test. transparent");
 		if (err == 0)
-			err = ub_ctx_set_fwd(r->ctx, cfg->dns_resolver);
+			err = ub_ctx_set_fwd(ctx, cfg->dns_resolver);
 		if (err != 0) {
 			struct buf b = BUF_INIT;
 			buf_appendf(&b, "dns_resolver %s: %s", cfg->dns_resolver, ub_strerror(err));
@@ -116,14 +116,22 @@ resolver_configure(struct dns_resolver *r, const struct config *cfg, char **err_
 			return -1;
 		}
 	} else {
-		err = ub_ctx_resolvconf(r->ctx, NULL);
+		err = ub_ctx_resolvconf(ctx, NULL);
 		if (err != 0)
 			log_warn("dns_resolvconf", "error=%s", log_str(ub_strerror(err)));
-		err = ub_ctx_hosts(r->ctx, NULL);
+		err = ub_ctx_hosts(ctx, NULL);
 		if (err != 0)
 			log_warn("dns_hosts", "error=%s", log_str(ub_strerror(err)));
 	}
-	err = ub_ctx_async(r->ctx, 1);
+	return 0;
+}
+
+static int
+resolver_configure(struct dns_resolver *r, const struct config *cfg, char **err_r)
+{
+	if (dns_ctx_configure(r->ctx, cfg, err_r) < 0)
+		return -1;
+	int err = ub_ctx_async(r->ctx, 1);
 	if (err != 0) {
 		struct buf b = BUF_INIT;
 		buf_appendf(&b, "dns: async mode: %s", ub_strerror(err));

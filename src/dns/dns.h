@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 struct server;
+struct config;
 struct dns_resolver;
 
 enum dns_status {
@@ -50,6 +51,9 @@ typedef void dns_mx_cb(void *arg, const struct dns_answer *ans);
 int dns_resolver_new(struct server *srv, struct dns_resolver **r_r, char **err_r);
 /* Cancels what is in flight: those callbacks are never called. */
 void dns_resolver_free(struct dns_resolver **r);
+struct ub_ctx;
+/* Points a libunbound context at [delivery] dns_resolver or resolv.conf (dns_sync.c too). */
+int dns_ctx_configure(struct ub_ctx *ctx, const struct config *cfg, char **err_r);
 /* MX lookup with fallback, resolving every host's A and AAAA records. */
 void dns_resolve_mx(struct dns_resolver *r, const char *domain, dns_mx_cb *cb, void *arg);
 /* A/AAAA of one host name (or a literal address), as one host in the answer. */

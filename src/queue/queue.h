@@ -50,6 +50,8 @@ enum queue_direction {
 /* Envelope flags. */
 #define QUEUE_F_DIRECT_MX        0x1   /* by MX (or smarthost) only, never a tenant route: alerts */
 #define QUEUE_F_CONTINUITY_COPY  0x2   /* failback copy of mail a user sent during an outage */
+#define QUEUE_F_REQUIRE_TLS      0x4   /* DLP: deliver only over verified TLS */
+#define QUEUE_F_RELEASED         0x8   /* released from the quarantine (already scanned) */
 
 enum queue_rcpt_state {
 	RCPT_PENDING,
