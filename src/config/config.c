@@ -144,7 +144,7 @@ config_defaults(struct config *cfg)
 	cfg->probe_failures = 3;
 	cfg->hygiene_enabled = 1;
 	cfg->hygiene_threads = 4;
-	cfg->clamd_socket = xstrdup("/run/clamav/clamd.ctl");
+	cfg->clamd_socket = xstrdup("");
 	cfg->clamd_timeout = 60;
 	cfg->milters = xstrdup("");
 	cfg->milter_timeout = 30;

@@ -92,7 +92,7 @@ struct config {
 	/* [hygiene] the filtering pipeline (hygiene/) */
 	int hygiene_enabled;             /* yes: scan every message (each tenant's policy decides what) */
 	uint64_t hygiene_threads;        /* 4 scanning threads */
-	char *clamd_socket;              /* "/run/clamav/clamd.ctl", or host:port */
+	char *clamd_socket;              /* "": no antivirus; a unix socket path (Debian: /run/clamav/clamd.ctl) or host:port */
 	uint64_t clamd_timeout;          /* 60 s for one scan */
 	char *milters;                   /* "": comma list of inet:HOST:PORT / unix:PATH */
 	uint64_t milter_timeout;         /* 30 s per milter reply */

@@ -2,6 +2,7 @@
  * av_clamd — the antivirus content stage: streams the message to clamd
  * ([hygiene] clamd_socket: a unix socket path or host:port) with the
  * INSTREAM command (chunked, zINSTREAM), within [hygiene] clamd_timeout.
+ * An empty clamd_socket (the default) means no antivirus: the stage does nothing.
  *
  *   rc = av_clamd_stage(m, r, &err);   // hygiene.c stage table
  *
