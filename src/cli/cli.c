@@ -35,6 +35,15 @@ struct cli_sub {
 	const char *help;
 };
 
+/* The "--name VALUE" options of subcommands handled by the generic parser. */
+static const struct {
+	const char *ctl;
+	const char *names;                    /* comma list */
+} cli_options[] = {
+	{ "tenant.add", "region" },
+	{ "dkim.keygen", "selector,bits" },
+};
+
 static const struct cli_sub cli_subs[] = {
 	{ "tenant", "add", "tenant.add", { "name" }, 1, "NAME [--region R]",
 	  "Adds a tenant (lower-case letters, digits and '-', at most 63).  --region\n"
@@ -411,6 +420,40 @@ cli_usage_error(const struct cli_sub *s, const char *group, const char *why, con
 	return 2;
 }
 
+/* Is a ("--name" or "--name=value") one of the subcommand's options? */
+static int
+cli_option_known(const struct cli_sub *s, const char *a)
+{
+	if (strncmp(a, "--", 2) != 0)
+		return 0;
+	const char *name = a + 2;
+	size_t len = strcspn(name, "=");
+	for (size_t i = 0; i < sizeof(cli_options) / sizeof(cli_options[0]); i++) {
+		if (strcmp(cli_options[i].ctl, s->ctl) != 0)
+			continue;
+		for (const char *p = cli_options[i].names; *p != '\0';) {
+			size_t n = strcspn(p, ",");
+			if (n == len && n > 0 && strncmp(p, name, n) == 0)
+				return 1;
+			p += n + (p[n] == ',');
+		}
+	}
+	return 0;
+}
+
+/* The argument name of an option (static storage; the names are short). */
+static const char *
+cli_option_name(const char *name, const char *end)
+{
+	static char out[64];
+	size_t n = end != NULL ? (size_t)(end - name) : strlen(name);
+	if (n >= sizeof(out))
+		n = sizeof(out) - 1;
+	memcpy(out, name, n);
+	out[n] = '\0';
+	return out;
+}
+
 /* Splits options from positional arguments into args (a JSON object). */
 static int
 cli_parse_args(const struct cli_sub *s, int argc, char **argv, json_t *args, int *json_r)
@@ -420,12 +463,15 @@ cli_parse_args(const struct cli_sub *s, int argc, char **argv, json_t *args, int
 		const char *a = argv[i];
 		if (strcmp(a, "--json") == 0) {
 			*json_r = 1;
-		} else if (strcmp(s->ctl, "tenant.add") == 0 && strcmp(a, "--region") == 0) {
+		} else if (cli_option_known(s, a)) {
+			const char *eq = strchr(a, '=');
+			if (eq != NULL) {
+				json_object_set_new(args, cli_option_name(a + 2, eq), json_string(eq + 1));
+				continue;
+			}
 			if (i + 1 >= argc)
-				return cli_usage_error(s, NULL, "--region needs a value", NULL);
-			json_object_set_new(args, "region", json_string(argv[++i]));
-		} else if (strcmp(s->ctl, "tenant.add") == 0 && strncmp(a, "--region=", 9) == 0) {
-			json_object_set_new(args, "region", json_string(a + 9));
+				return cli_usage_error(s, NULL, "option needs a value", a);
+			json_object_set_new(args, cli_option_name(a + 2, NULL), json_string(argv[++i]));
 		} else if (a[0] == '-' && a[1] != '\0') {
 			return cli_usage_error(s, NULL, "unknown option", a);
 		} else if (npos >= CLI_MAX_ARGS || s->args[npos] == NULL) {

@@ -14,6 +14,8 @@
 
 #define CLI_MAX_COLS 10
 
+static void cli_print_json_plain(FILE *out, json_t *result);
+
 struct cli_table {
 	size_t ncols;
 	const char *headers[CLI_MAX_COLS];
@@ -251,8 +253,20 @@ cli_print_done(FILE *out, const char *cmd, json_t *args, json_t *result)
 		fprintf(out, "message %s released\n", id);
 	else if (strcmp(cmd, "queue.delete") == 0)
 		fprintf(out, "message %s deleted\n", id);
+	else if (strncmp(cmd, "dkim.", 5) == 0 && json_is_string(json_object_get(result, "record")))
+		fprintf(out, "%s\n", cli_str(result, "record"));
+	else if (json_is_object(result) || json_is_array(result))
+		cli_print_json_plain(out, result);
 	else
 		fprintf(out, "ok\n");
+}
+
+/* A result no table knows: its JSON, indented (stable key order). */
+static void
+cli_print_json_plain(FILE *out, json_t *result)
+{
+	if (json_dumpf(result, out, JSON_INDENT(2) | JSON_SORT_KEYS) == 0)
+		fputc('\n', out);
 }
 
 void

@@ -44,6 +44,7 @@
 #include "deliver/dsn.h"
 #include "deliver/route.h"
 #include "deliver/smtp_client.h"
+#include "deliver/tls_policy.h"
 #include "lib/buf.h"
 #include "lib/id.h"
 #include "lib/log.h"
@@ -121,6 +122,10 @@ struct job {
 	int flush;                    /* reports a round's failures (DSN, record) */
 	int body_fd;
 	struct delivery_request req;
+	/* the TLS policy decision the request points into (tls_policy_lookup) */
+	char tls_why[32];
+	char **mx;
+	size_t n_mx;
 	/* outcomes being recorded */
 	size_t nfinal;
 	size_t *final_idx;
@@ -399,6 +404,9 @@ job_free(struct job *j)
 	free(j->final_idx);
 	free(j->final_states);
 	free(j->final_replies);
+	for (size_t i = 0; i < j->n_mx; i++)
+		free(j->mx[i]);
+	free(j->mx);
 	free(j);
 }
 
@@ -519,6 +527,39 @@ delivery_done(void *arg, const struct delivery_result *res)
 	sched_pump_soon(s);
 }
 
+/*
+ * The decision for an MX hop: copied into the job (the request points at
+ * the copy until delivery_done), then the delivery starts.  An orphaned job
+ * (scheduler stopped during an MTA-STS fetch) is only freed.
+ */
+static void
+job_tls_decided(void *arg, const struct tls_decision *dec)
+{
+	struct job *j = arg;
+	if (j->s == NULL) {
+		job_free(j);
+		return;
+	}
+	struct delivery_request *req = &j->req;
+	snprintf(j->tls_why, sizeof(j->tls_why), "%s", dec->why != NULL ? dec->why : "policy");
+	if (dec->n_mx > 0 && dec->mx_patterns != NULL) {
+		j->mx = xcalloc(dec->n_mx, sizeof(*j->mx));
+		for (size_t i = 0; i < dec->n_mx; i++)
+			j->mx[i] = xstrdup(dec->mx_patterns[i]);
+		j->n_mx = dec->n_mx;
+	}
+	req->tls_verify = dec->req == TLSREQ_VERIFIED;
+	req->tls_why = j->tls_why;
+	req->sts_testing = dec->sts_testing;
+	req->mx_patterns = (const char *const *)j->mx;
+	req->n_mx = j->n_mx;
+	if (req->tls_verify || req->sts_testing)
+		log_debug("tls_policy_decision", "id=%s domain=%s verify=%d why=%s testing=%d mx=%zu",
+		    j->se->e->env.id, log_str(j->d->domain), req->tls_verify, j->tls_why,
+		    req->sts_testing, j->n_mx);
+	smtp_client_deliver(j->s->srv, req, delivery_done, j);
+}
+
 static void
 job_start(struct scheduler *s, struct job *j)
 {
@@ -555,6 +596,17 @@ job_start(struct scheduler *s, struct job *j)
 	job_set_state(j, JOB_RUNNING);
 	s->active++;
 	j->d->active++;
+	if (j->d->hop == NEXT_HOP_MX) {
+		/* by MX: the destination domain's TLS policy first (may answer at once) */
+		tls_policy_lookup(s->srv->tls_policy, env->tenant, j->d->domain, env->flags,
+		    job_tls_decided, j);
+		return;
+	}
+	if ((env->flags & QUEUE_F_REQUIRE_TLS) && strncmp(j->d->key, "smarthost:", 10) == 0) {
+		snprintf(j->tls_why, sizeof(j->tls_why), "dlp");
+		req->tls_verify = 1;
+		req->tls_why = j->tls_why;
+	}
 	smtp_client_deliver(s->srv, req, delivery_done, j);
 }
 

@@ -50,6 +50,8 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +67,7 @@
 #include "lib/netaddr.h"
 #include "queue/queue.h"
 #include "server.h"
+#include "deliver/tls_policy.h"
 #include "tls/tls.h"
 
 #define CLIENT_MAX_TARGETS   10
@@ -738,12 +741,25 @@ client_want_tls(const struct client *c)
 	    c->srv->tls->client != NULL;
 }
 
+/* MTA-STS testing mode: what would have failed, logged; the delivery goes on. */
+static void
+client_sts_testing_failure(const struct client *c, const char *why)
+{
+	log_warn("mta_sts_testing_failure", "id=%s domain=%s relay=%s reason=%s", c->qid,
+	    log_str(c->req.domain != NULL ? c->req.domain : "-"), log_str(c->relay),
+	    log_str(why));
+}
+
 static void
 client_tls_missing(struct client *c, const char *what)
 {
 	struct buf b = BUF_INIT;
-	buf_appendf(&b, "4.7.4 TLS required but %s %s %s", what,
-	    strncmp(what, "not offered", 11) == 0 ? "by" : "with", c->relay);
+	const char *prep = strncmp(what, "not offered", 11) == 0 ? "by" : "with";
+	if (c->req.tls_verify)
+		buf_appendf(&b, "4.7.5 TLS required by policy (%s): %s %s %s",
+		    c->req.tls_why != NULL ? c->req.tls_why : "policy", what, prep, c->relay);
+	else
+		buf_appendf(&b, "4.7.4 TLS required but %s %s %s", what, prep, c->relay);
 	client_next_target(c, buf_steal(&b));
 }
 
@@ -767,9 +783,12 @@ client_on_ehlo(struct client *c)
 		return;
 	}
 	if (!c->tls && c->tls_policy == ROUTE_TLS_REQUIRED) {
-		client_tls_missing(c, "not offered");
+		client_tls_missing(c, (c->ext & SMTP_EXT_STARTTLS) ? "TLS failed earlier" :
+		    "not offered");
 		return;
 	}
+	if (!c->tls && c->req.sts_testing && !c->no_tls)   /* a failed handshake was logged */
+		client_sts_testing_failure(c, "STARTTLS not offered");
 	client_start_mail(c);
 }
 
@@ -786,6 +805,8 @@ client_on_helo(struct client *c)
 		client_tls_missing(c, "not offered (no EHLO)");
 		return;
 	}
+	if (c->req.sts_testing)
+		client_sts_testing_failure(c, "STARTTLS not offered (no EHLO)");
 	client_start_mail(c);
 }
 
@@ -797,13 +818,33 @@ client_is_ip(const char *s)
 	return netaddr_to_sockaddr(s, 1, &ss, &len) == 0;
 }
 
+/*
+ * Verified TLS: the certificate must name the MX host (RFC 8461 4.1: the
+ * MX host name, not the recipient domain).  Enforcing sessions fail the
+ * handshake on a bad chain or name; testing ones look at the result later.
+ */
+static int
+client_tls_expect_host(struct client *c, SSL *ssl, const char *name)
+{
+	if (name[0] == '\0' || client_is_ip(name) || SSL_set1_host(ssl, name) != 1)
+		return -1;
+	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	SSL_set_verify(ssl, c->req.tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	return 0;
+}
+
 static void
 client_start_tls(struct client *c)
 {
 	/* Bytes after the 220 came before TLS: never trust them (STARTTLS injection). */
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	evbuffer_drain(in, evbuffer_get_length(in));
-	SSL *ssl = SSL_new(c->srv->tls->client);
+	int check = c->req.tls_verify || c->req.sts_testing;
+	if (check && c->srv->tls->client_verify == NULL) {
+		client_tls_missing(c, "no CA certificates loaded");
+		return;
+	}
+	SSL *ssl = SSL_new(check ? c->srv->tls->client_verify : c->srv->tls->client);
 	if (ssl == NULL) {
 		client_tls_missing(c, "SSL_new failed");
 		return;
@@ -811,6 +852,11 @@ client_start_tls(struct client *c)
 	const char *name = c->targets[c->ti].host;
 	if (name[0] != '\0' && !client_is_ip(name))
 		SSL_set_tlsext_host_name(ssl, name);
+	if (check && client_tls_expect_host(c, ssl, name) < 0) {
+		SSL_free(ssl);
+		client_tls_missing(c, "no host name to verify");
+		return;
+	}
 	struct bufferevent *tb = bufferevent_openssl_filter_new(c->srv->base, c->bev, ssl,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 	if (tb == NULL) {
@@ -1096,12 +1142,21 @@ client_tls_handshake_failed(struct client *c)
 	char ebuf[256] = "handshake failed";
 	if (e != 0)
 		ERR_error_string_n(e, ebuf, sizeof(ebuf));
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+	if ((c->req.tls_verify || c->req.sts_testing) && vr != X509_V_OK)
+		snprintf(ebuf, sizeof(ebuf), "certificate: %s", X509_verify_cert_error_string(vr));
 	log_info("smtp_client_tls_failed", "id=%s relay=%s error=%s", c->qid,
 	    log_str(c->relay), log_str(ebuf));
 	if (c->tls_policy == ROUTE_TLS_REQUIRED) {
-		client_tls_missing(c, "the TLS handshake failed");
+		struct buf what = BUF_INIT;
+		buf_appendf(&what, "the TLS handshake failed (%s)", ebuf);
+		client_tls_missing(c, buf_cstr(&what));
+		buf_free(&what);
 		return;
 	}
+	if (c->req.sts_testing)
+		client_sts_testing_failure(c, ebuf);
 	/* Opportunistic: the same address again, in plain text. */
 	client_close(c);
 	c->no_tls = 1;
@@ -1109,6 +1164,22 @@ client_tls_handshake_failed(struct client *c)
 }
 
 static void client_event(struct client *c, short what, int err);
+
+/* MTA-STS testing: a session that would have failed verification is logged. */
+static void
+client_tls_check_testing(struct client *c)
+{
+	if (!c->req.sts_testing || c->req.tls_verify)
+		return;
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+	if (vr != X509_V_OK) {
+		struct buf b = BUF_INIT;
+		buf_appendf(&b, "certificate: %s", X509_verify_cert_error_string(vr));
+		client_sts_testing_failure(c, buf_cstr(&b));
+		buf_free(&b);
+	}
+}
 
 static void
 client_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -1127,6 +1198,7 @@ client_event(struct client *c, short what, int err)
 	if (what & BEV_EVENT_CONNECTED) {
 		if (c->state == CS_TLS_HANDSHAKE) {
 			c->tls = 1;
+			client_tls_check_testing(c);
 			log_debug("smtp_client_tls", "id=%s relay=%s", c->qid,
 			    log_str(c->relay));
 			smtp_reply_reset(&c->reply);
@@ -1289,6 +1361,30 @@ client_dns_failed(struct client *c, const struct dns_answer *ans)
 
 static void client_dns_answer(struct client *c, const struct dns_answer *ans);
 
+/*
+ * MTA-STS mx patterns (MX hops only): a host not matching is skipped when
+ * the policy is enforced, logged when it is in testing mode.
+ */
+static int
+client_mx_allowed(struct client *c, const char *host)
+{
+	if (c->req.hop != NEXT_HOP_MX || c->req.n_mx == 0)
+		return 1;
+	struct tls_decision d = { TLSREQ_NONE, NULL, 0, c->req.mx_patterns, c->req.n_mx };
+	if (tls_policy_mx_allowed(&d, host))
+		return 1;
+	if (c->req.sts_testing && !c->req.tls_verify) {
+		struct buf b = BUF_INIT;
+		buf_appendf(&b, "MX host %s does not match the policy", host);
+		client_sts_testing_failure(c, buf_cstr(&b));
+		buf_free(&b);
+		return 1;
+	}
+	log_info("mta_sts_mx_skipped", "id=%s domain=%s mx=%s", c->qid,
+	    log_str(c->req.domain != NULL ? c->req.domain : "-"), log_str(host));
+	return 0;
+}
+
 static void
 client_dns_done(void *arg, const struct dns_answer *ans)
 {
@@ -1308,9 +1404,24 @@ client_dns_answer(struct client *c, const struct dns_answer *ans)
 		return;
 	}
 	c->targets = xcalloc(CLIENT_MAX_TARGETS, sizeof(*c->targets));
+	size_t skipped = 0;
 	for (size_t h = 0; h < ans->nhosts; h++) {
+		if (!client_mx_allowed(c, ans->hosts[h].name)) {
+			skipped++;
+			continue;
+		}
 		for (size_t a = 0; a < ans->hosts[h].naddrs; a++)
 			client_add_target(c, ans->hosts[h].name, &ans->hosts[h].addrs[a]);
+	}
+	if (c->ntargets == 0 && skipped > 0) {
+		struct buf b = BUF_INIT;
+		buf_appendf(&b, "4.7.5 TLS required by policy (%s): no MX host of %s matches "
+		    "the MTA-STS policy", c->req.tls_why != NULL ? c->req.tls_why : "mta-sts enforce",
+		    c->req.domain != NULL ? c->req.domain : "-");
+		client_set_all(c, 451, buf_cstr(&b));
+		buf_free(&b);
+		client_finish(c, 0);
+		return;
 	}
 	if (c->ntargets == 0) {
 		client_set_all(c, 451, "4.4.3 no address to deliver to");
@@ -1357,13 +1468,16 @@ client_new(struct server *srv, const struct delivery_request *req, smtp_client_d
 static void
 client_key(struct server *srv, const struct delivery_request *req, char *key, size_t size)
 {
+	/* a verified or MTA-STS session never serves an unverified one, nor back */
+	const char *pol = req->tls_verify ? (req->n_mx > 0 ? ":sts" : ":v") :
+	    req->sts_testing ? ":t" : "";
 	if (req->hop == NEXT_HOP_ROUTE)
-		snprintf(key, size, "route:%s:%d:%d", req->route.host, req->route.port,
-		    (int)req->route.tls);
+		snprintf(key, size, "route:%s:%d:%d%s", req->route.host, req->route.port,
+		    (int)req->route.tls, pol);
 	else if (srv->cfg->smarthost != NULL && srv->cfg->smarthost[0] != '\0')
-		snprintf(key, size, "smarthost:%s", srv->cfg->smarthost);
+		snprintf(key, size, "smarthost:%s%s", srv->cfg->smarthost, pol);
 	else
-		snprintf(key, size, "mx:%s", req->domain != NULL ? req->domain : "");
+		snprintf(key, size, "mx:%s%s", req->domain != NULL ? req->domain : "", pol);
 }
 
 static void
@@ -1413,10 +1527,10 @@ smtp_client_deliver(struct server *srv, const struct delivery_request *req,
 	if (req->hop == NEXT_HOP_ROUTE) {
 		host = req->route.host;
 		c->port = req->route.port;
-		c->tls_policy = req->route.tls;
+		c->tls_policy = req->tls_verify ? ROUTE_TLS_REQUIRED : req->route.tls;
 	} else if (srv->cfg->smarthost != NULL && srv->cfg->smarthost[0] != '\0') {
 		host = smarthost;
-		c->tls_policy = ROUTE_TLS_OPPORTUNISTIC;
+		c->tls_policy = req->tls_verify ? ROUTE_TLS_REQUIRED : ROUTE_TLS_OPPORTUNISTIC;
 		if (netaddr_parse_hostport(srv->cfg->smarthost, smarthost, sizeof(smarthost),
 		    &c->port) < 0) {
 			client_set_all(c, 451, "4.3.5 bad smarthost setting (host:port)");
@@ -1427,7 +1541,7 @@ smtp_client_deliver(struct server *srv, const struct delivery_request *req,
 		}
 	} else {
 		c->port = (int)srv->cfg->mx_port;
-		c->tls_policy = ROUTE_TLS_OPPORTUNISTIC;
+		c->tls_policy = req->tls_verify ? ROUTE_TLS_REQUIRED : ROUTE_TLS_OPPORTUNISTIC;
 		log_debug("smtp_client_start", "id=%s domain=%s rcpts=%zu", req->queue_id,
 		    log_str(req->domain), req->nrcpts);
 		c->awaiting_dns = 1;

@@ -50,6 +50,12 @@ struct delivery_request {
 	int body_8bit;
 	int body_fd;                 /* message bytes, read with pread from offset 0 */
 	uint64_t body_size;
+	/* outbound TLS policy (deliver/tls_policy.h): MX hops and the smarthost */
+	int tls_verify;              /* STARTTLS + verified certificate, else 4.7.5 */
+	const char *tls_why;         /* "mta-sts enforce", "tenant policy", "dlp" */
+	int sts_testing;             /* MTA-STS testing: log failures, deliver anyway */
+	const char *const *mx_patterns;  /* MTA-STS mx patterns, NULL: any MX host */
+	size_t n_mx;
 };
 
 struct delivery_rcpt_result {

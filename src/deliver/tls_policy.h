@@ -48,4 +48,33 @@ void tls_policy_lookup(struct tls_policy *tp, const char *tenant, const char *do
 /* 1 when host matches one of the decision's mx patterns (or there are none). */
 int tls_policy_mx_allowed(const struct tls_decision *d, const char *host);
 
+/*
+ * The pure pieces, for the unit tests.  An MTA-STS policy body (RFC 8461
+ * 3.2): "key: value" lines ending in LF or CRLF; version STSv1, mode
+ * enforce|testing|none, max_age 1-10 digits (capped at one year), one mx
+ * line per pattern (at least one unless mode none, at most TLS_STS_MAX_MX),
+ * unknown keys ignored.  0, or -1 with *why_r (static text); p is freed by
+ * tls_sts_policy_free() after 0.
+ */
+#define TLS_STS_MAX_MX      32
+#define TLS_STS_MAX_AGE     31557600L
+#define TLS_STS_MAX_BODY    (64 * 1024)
+
+enum tls_sts_mode { TLS_STS_NONE, TLS_STS_TESTING, TLS_STS_ENFORCE };
+
+struct tls_sts_policy {
+	enum tls_sts_mode mode;
+	long max_age;
+	char **mx;
+	size_t n_mx;
+};
+
+int tls_sts_parse_policy(const char *text, size_t len, struct tls_sts_policy *p,
+    const char **why_r);
+void tls_sts_policy_free(struct tls_sts_policy *p);
+/* "v=STSv1; id=20240101;" → 0 and the id (1-32 letters/digits) in id[33]; else -1. */
+int tls_sts_parse_txt(const char *txt, char id[33]);
+/* "mail.example.com" or "*.example.com" (one label); case-insensitive. */
+int tls_sts_mx_match(const char *pattern, const char *host);
+
 #endif

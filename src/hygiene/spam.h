@@ -37,4 +37,25 @@ int spam_classify(struct spam_db *db, const char *tenant, const unsigned char *d
     double *prob_r, char **err_r);
 int spam_stage(const struct hygiene_msg *m, struct hygiene_result *r, char **err_r);
 
+/*
+ * The part of the score that needs only the message (GTUBE, rules, the
+ * classifier) — what spam_stage() adds DNSBL and rspamd to, and what the
+ * `spam classify` command shows.  mime may be NULL (parsed here).  The
+ * caller frees rep with spam_report_free().  0 / -1 + *err_r.
+ */
+struct hygiene_policy;
+typedef struct _GMimeMessage GMimeMessage;
+struct spam_report {
+	double score;
+	double prob;                 /* the classifier's, 0.5 when untrained or off */
+	int bayes_trained;           /* the classifier had counts to judge with */
+	char *tests;                 /* "GTUBE,BAYES_99,MISSING_DATE" (malloc'd, maybe "") */
+};
+int spam_evaluate(struct spam_db *db, const char *tenant, const struct hygiene_policy *pol,
+    GMimeMessage *mime, const unsigned char *data, size_t len, struct spam_report *rep,
+    char **err_r);
+void spam_report_free(struct spam_report *rep);
+/* "reject", "quarantine", "spam" (tag) or "ham" for a score under pol's thresholds. */
+const char *spam_verdict_name(const struct hygiene_policy *pol, double score);
+
 #endif

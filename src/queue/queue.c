@@ -644,6 +644,55 @@ queue_writer_size(const struct queue_writer *w)
 	return w->size;
 }
 
+/* The writer's fd is write-only: the bytes are read back through its name. */
+int
+queue_writer_read_all(struct queue_writer *w, unsigned char **data_r, size_t *len_r)
+{
+	*data_r = NULL;
+	*len_r = 0;
+	if (w->size > SIZE_MAX - 1) {
+		errno = EFBIG;
+		return -1;
+	}
+	int fd = openat(w->src_dir, w->src, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	size_t len = (size_t)w->size;
+	unsigned char *data = xmalloc(len + 1);
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = pread(fd, data + got, len - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n < 0 ? errno : EIO;
+			close(fd);
+			free(data);
+			errno = e;
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	data[len] = '\0';
+	*data_r = data;
+	*len_r = len;
+	return 0;
+}
+
+int
+queue_writer_replace(struct queue_writer *w, const void *prefix, size_t plen,
+    const void *data, size_t len)
+{
+	if (ftruncate(w->fd, 0) < 0 || lseek(w->fd, 0, SEEK_SET) < 0)
+		return -1;
+	w->size = 0;
+	w->crc = 0;
+	if (queue_writer_append(w, prefix, plen) < 0)
+		return -1;
+	return queue_writer_append(w, data, len);
+}
+
 void
 queue_writer_abort(struct queue_writer **wp)
 {

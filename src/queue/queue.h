@@ -117,6 +117,22 @@ uint64_t queue_writer_size(const struct queue_writer *w);
 void queue_writer_commit(struct queue_writer *w, const struct queue_envelope *env,
     queue_commit_cb *cb, void *arg);
 void queue_writer_abort(struct queue_writer **w);
+/*
+ * The message bytes written so far (malloc'd into *data_r, *len_r), read back
+ * from the spool file.  Safe on a worker thread while nobody else touches w
+ * (the hygiene pipeline scans a message between end of data and commit).
+ * 0, or -1 + errno.
+ */
+int queue_writer_read_all(struct queue_writer *w, unsigned char **data_r, size_t *len_r);
+/*
+ * Makes the message prefix + data (the pipeline's added header fields and
+ * rewritten content): the file is truncated and rewritten, size and CRC
+ * recomputed.  Same thread rules as read_all.  Nothing is acknowledged
+ * before commit, so a crash here loses nothing.  0, or -1 + errno (the
+ * writer must then be aborted).
+ */
+int queue_writer_replace(struct queue_writer *w, const void *prefix, size_t plen,
+    const void *data, size_t len);
 
 /* Enqueues a message we built ourselves (a DSN) durably; cb like commit. */
 void queue_inject(struct queue *q, const struct queue_envelope *env, const void *data,

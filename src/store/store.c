@@ -24,7 +24,7 @@
 #include "lib/netaddr.h"
 #include "lib/strutil.h"
 
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 #define STORE_TENANT_MAX 63
 #define STORE_DOMAIN_MAX 253
 
@@ -227,6 +227,13 @@ static const char *const store_migration[STORE_SCHEMA_VERSION] = {
 	"  first_at INTEGER NOT NULL,"
 	"  count INTEGER NOT NULL,"
 	"  PRIMARY KEY (outage_id, address, service));",
+	/* 6: hygiene — each tenant's policy settings (hygiene/policy.c); a key
+	 * without a row has its default. */
+	"CREATE TABLE hygiene_policy ("
+	"  tenant TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,"
+	"  key TEXT NOT NULL,"
+	"  value TEXT NOT NULL,"
+	"  PRIMARY KEY (tenant, key));",
 };
 
 struct store_relay_cache {

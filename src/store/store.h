@@ -409,4 +409,15 @@ int store_cont_signins(struct store *st, long long outage_id, struct store_cont_
     size_t *n_r);
 void store_cont_signins_free(struct store_cont_signin *list, size_t n);
 
+/* ---- hygiene policy (store_hygiene.c): the tenant's KEY = VALUE settings of
+ * hygiene/policy.c; rows go with their tenant.  Lists of keys and values:
+ * free both with store_strings_free(). */
+int store_hygiene_policy_list(struct store *st, const char *tenant, char ***keys_r,
+    char ***values_r, size_t *n_r);
+int store_hygiene_policy_set(struct store *st, const char *tenant, const char *key,
+    const char *value, char **err_r);
+/* Removes the setting (back to its default); 0 also when it was not set. */
+int store_hygiene_policy_unset(struct store *st, const char *tenant, const char *key,
+    char **err_r);
+
 #endif

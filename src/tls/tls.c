@@ -113,6 +113,29 @@ tls_contexts_new(const char *cert, const char *key, struct tls_contexts **t_r, c
 	return 0;
 }
 
+int
+tls_client_verify_load(struct tls_contexts *t, const char *ca_file, char **err_r)
+{
+	SSL_CTX *ctx = tls_ctx_new(TLS_client_method(), err_r);
+	if (ctx == NULL)
+		return -1;
+	int ok = ca_file != NULL && ca_file[0] != '\0' ?
+	    SSL_CTX_load_verify_locations(ctx, ca_file, NULL) :
+	    SSL_CTX_set_default_verify_paths(ctx);
+	if (ok != 1) {
+		struct buf b = BUF_INIT;
+		buf_appendf(&b, "cannot load CA certificates from %s",
+		    ca_file != NULL && ca_file[0] != '\0' ? ca_file : "the system store");
+		*err_r = buf_steal(&b);
+		SSL_CTX_free(ctx);
+		return -1;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_free(t->client_verify);
+	t->client_verify = ctx;
+	return 0;
+}
+
 void
 tls_contexts_free(struct tls_contexts **t)
 {
@@ -120,6 +143,7 @@ tls_contexts_free(struct tls_contexts **t)
 		return;
 	SSL_CTX_free((*t)->server);
 	SSL_CTX_free((*t)->client);
+	SSL_CTX_free((*t)->client_verify);
 	xfree(t);
 }
 

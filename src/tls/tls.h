@@ -15,11 +15,19 @@
 struct tls_contexts {
 	SSL_CTX *server;   /* NULL when no certificate is available */
 	SSL_CTX *client;
+	SSL_CTX *client_verify;   /* verified TLS (tls_client_verify_load), or NULL */
 };
 
 int tls_contexts_new(const char *cert, const char *key, struct tls_contexts **t_r,
     char **err_r);
 void tls_contexts_free(struct tls_contexts **t);
+/*
+ * Makes t->client_verify: TLS 1.2+, the peer's chain checked against ca_file
+ * (NULL or "": the system CAs).  Sessions set the expected host name with
+ * SSL_set1_host() and choose SSL_VERIFY_PEER (fail the handshake) or
+ * SSL_VERIFY_NONE (check SSL_get_verify_result() afterwards).
+ */
+int tls_client_verify_load(struct tls_contexts *t, const char *ca_file, char **err_r);
 /* Writes a new EC key (0600) and a self-signed certificate for hostname. */
 int tls_self_signed(const char *hostname, const char *cert_path, const char *key_path,
     char **err_r);

@@ -38,7 +38,7 @@ class Unbound:
             '  module-config: "iterator"',
             '  local-zone: "test." static',
         ]
-        lines += ['  local-data: "%s"' % r for r in records]
+        lines += ["  local-data: '%s'" % r for r in records]
         lines += ["remote-control:", "  control-enable: no", ""]
         conf.write_text("\n".join(lines))
         self.log = open(self.workdir / "unbound.log", "wb")

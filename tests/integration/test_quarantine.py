@@ -1,0 +1,170 @@
+"""The quarantine against the real daemon.
+
+A GTUBE message (spam.quarantine_score 5, spam.reject_score 10000) is held:
+250 to the client, listed, shown; released, it reaches the primary
+byte-identical to what was quarantined (apart from our trace headers);
+deleted, it is gone.  A user sees only items addressed to them and may
+release only when quarantine.user_release is yes; another tenant's admin
+gets 404.  The digest lists a recipient's items.  Items survive kill -9.
+"""
+
+import json
+import os
+import re
+import smtplib
+
+from test_api import Api, control, operator_token
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+QID = re.compile(r"queued as ([0-9A-Z]{16})")
+TRACE = (b"received:", b"return-path:", b"x-mailark", b"authentication-results:",
+         b"delivered-to:")
+
+
+def start(mailark_daemon, smtp_primary):
+    d = mailark_daemon(**{"hygiene.enabled": "yes"})
+    p = smtp_primary()
+    d.cli("tenant", "add", "acme")
+    d.cli("domain", "add", "acme", "acme.test")
+    d.cli("route", "set", "acme.test", "smtp://127.0.0.1:%d" % p.port)
+    for key, value in (("spam.quarantine_score", "5"), ("spam.reject_score", "10000"),
+                       ("spf.enabled", "no"), ("dkim.verify", "no"),
+                       ("dmarc.enabled", "no"), ("av.enabled", "no")):
+        d.cli("policy", "set", "acme", key, value)
+    return d, p
+
+
+def send(d, subject, rcpt="bob@acme.test", spam=True):
+    body = ("From: Spammer <spammer@elsewhere.test>\r\nTo: <%s>\r\nSubject: %s\r\n"
+            "Message-ID: <%s@elsewhere.test>\r\n\r\nHello.\r\n%s\r\n"
+            % (rcpt, subject, subject.replace(" ", "."), GTUBE if spam else "nothing"))
+    with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=30) as s:
+        s.ehlo("client.test")
+        s.mail("spammer@elsewhere.test")
+        assert s.rcpt(rcpt)[0] == 250
+        code, reply = s.data(body.encode())
+    assert code == 250, reply
+    return QID.search(reply.decode()).group(1)
+
+
+def qlist(d, *args):
+    return json.loads(d.cli("quarantine", "list", "acme", *args, "--json").stdout)
+
+
+def eml(d, qid):
+    return os.path.join(d.data_dir, "quarantine", "acme", qid + ".eml")
+
+
+def strip_trace(data):
+    """The message without the trace fields at its top."""
+    lines = data.replace(b"\r\n", b"\n").split(b"\n")
+    i = 0
+    while i < len(lines) and lines[i].lower().startswith(TRACE):
+        i += 1
+        while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
+            i += 1
+    return b"\n".join(lines[i:])
+
+
+def test_quarantine_release_delete_and_restart(mailark_daemon, smtp_primary):
+    d, p = start(mailark_daemon, smtp_primary)
+    qid = send(d, "first spam")
+    items = qlist(d)
+    assert [i["id"] for i in items] == [qid]
+    assert items[0]["rcpts"] == ["bob@acme.test"] and items[0]["subject"] == "first spam"
+    assert "spam" in items[0]["reasons"]
+    assert not p.messages
+    shown = json.loads(d.cli("quarantine", "show", "acme", qid, "--json").stdout)
+    assert "Subject: first spam" in shown["headers"] and shown["sender"] == "spammer@elsewhere.test"
+    with open(eml(d, qid), "rb") as f:
+        held = f.read()
+    assert GTUBE.encode() in held
+
+    # kill -9: the item is still there, and still releasable
+    d.kill9()
+    d.start()
+    assert [i["id"] for i in qlist(d)] == [qid]
+
+    d.cli("quarantine", "release", "acme", qid)
+    got = p.wait_for(1)[0]
+    assert got.rcpt_tos == ["bob@acme.test"] and got.mail_from == "spammer@elsewhere.test"
+    assert strip_trace(got.data) == strip_trace(held)
+    assert qlist(d) == []
+    assert not os.path.exists(eml(d, qid))
+
+    qid2 = send(d, "second spam")
+    d.cli("quarantine", "delete", "acme", qid2)
+    assert qlist(d) == []
+    assert not os.path.exists(eml(d, qid2))
+    r = d.cli("quarantine", "release", "acme", qid2, check=False)
+    assert r.returncode == 1 and "not found" in r.stderr
+    # mail without GTUBE goes straight through
+    send(d, "clean", spam=False)
+    assert len(p.wait_for(2)) == 2 and qlist(d) == []
+
+
+def test_users_see_their_own_items(mailark_daemon, smtp_primary):
+    d, p = start(mailark_daemon, smtp_primary)
+    d.cli("tenant", "add", "beta")
+    d.cli("domain", "add", "beta", "beta.test")
+    for addr, role, tenant in (("bob@acme.test", "user", "acme"),
+                               ("carol@acme.test", "user", "acme"),
+                               ("adm@beta.test", "admin", "beta")):
+        control(d, "user.add", tenant=tenant, address=addr, role=role, password="pw-123456789")
+    bob_id = send(d, "for bob", rcpt="bob@acme.test")
+    carol_id = send(d, "for carol", rcpt="carol@acme.test")
+    assert len(qlist(d)) == 2
+    assert [i["id"] for i in qlist(d, "carol@acme.test")] == [carol_id]
+
+    def token(user):
+        return control(d, "token.create", name="t", user=user)["token"]
+
+    bob = Api(d.http_port, token("bob@acme.test"))
+    st, js, _ = bob.get("/api/v1/tenants/acme/quarantine")
+    assert st == 200, js
+    assert [i["id"] for i in js["items"]] == [bob_id]
+    st, js, _ = bob.get("/api/v1/tenants/acme/quarantine?rcpt=carol@acme.test")
+    assert st == 200 and js["items"] == []
+    assert bob.get("/api/v1/tenants/acme/quarantine/" + bob_id)[0] == 200
+    assert bob.get("/api/v1/tenants/acme/quarantine/" + carol_id)[0] == 404
+    assert bob.post("/api/v1/tenants/acme/quarantine/%s/release" % carol_id)[0] == 404
+    # release refused while quarantine.user_release is no
+    st, js, _ = bob.post("/api/v1/tenants/acme/quarantine/%s/release" % bob_id)
+    assert st == 403, js
+    assert bob.request("DELETE", "/api/v1/tenants/acme/quarantine/" + bob_id)[0] == 403
+    assert len(qlist(d)) == 2
+
+    other = Api(d.http_port, token("adm@beta.test"))
+    assert other.get("/api/v1/tenants/acme/quarantine")[0] == 404
+    assert other.get("/api/v1/tenants/acme/quarantine/" + bob_id)[0] == 404
+    assert other.post("/api/v1/tenants/acme/quarantine/%s/release" % bob_id)[0] == 404
+
+    d.cli("policy", "set", "acme", "quarantine.user_release", "yes")
+    st, js, _ = bob.post("/api/v1/tenants/acme/quarantine/%s/release" % bob_id)
+    assert st == 200, js
+    got = p.wait_for(1)[0]
+    assert got.rcpt_tos == ["bob@acme.test"]
+    assert [i["id"] for i in qlist(d)] == [carol_id]
+
+    # the operator's API sees everything
+    op = Api(d.http_port, operator_token(d))
+    st, js, _ = op.get("/api/v1/tenants/acme/quarantine")
+    assert st == 200 and [i["id"] for i in js["items"]] == [carol_id]
+
+
+def test_digest_lists_the_recipients_items(mailark_daemon, smtp_primary):
+    d, p = start(mailark_daemon, smtp_primary)
+    qid = send(d, "digest me", rcpt="bob@acme.test")
+    out = json.loads(d.cli("quarantine", "digest", "acme", "--json").stdout)
+    assert out["digests"] == 1
+    got = p.wait_for(1)[0]
+    assert got.rcpt_tos == ["bob@acme.test"] and got.mail_from in ("", "<>")
+    text = got.data.decode()
+    assert qid in text and "digest me" in text and "Auto-Submitted: auto-generated" in text
+    assert "quarantine release acme" in text
+    # listed once
+    assert json.loads(d.cli("quarantine", "digest", "acme", "--json").stdout)["digests"] == 0
+    # and not for a tenant that turned it off
+    d.cli("policy", "set", "acme", "quarantine.digest", "no")
+    send(d, "no digest", rcpt="bob@acme.test")
+    assert json.loads(d.cli("quarantine", "digest", "acme", "--json").stdout)["digests"] == 0
