@@ -220,6 +220,83 @@ cli_print_entry(FILE *out, json_t *v)
 	cli_table_free(&t);
 }
 
+/* A policy value as text (strings as they are, numbers and booleans as JSON); caller frees. */
+static char *
+cli_policy_value(json_t *v)
+{
+	if (json_is_string(v))
+		return xstrdup(json_string_value(v));
+	char *s = json_dumps(v, JSON_ENCODE_ANY);
+	return s != NULL ? s : xstrdup("-");
+}
+
+/* policy.show: "key = value", "(default ...)" when set, then the help indented. */
+static void
+cli_print_policy(FILE *out, json_t *result)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(result, i, v) {
+		char *val = cli_policy_value(json_object_get(v, "value"));
+		fprintf(out, "%s = %s", cli_str(v, "key"), val);
+		if (json_is_true(json_object_get(v, "set"))) {
+			char *def = cli_policy_value(json_object_get(v, "default"));
+			fprintf(out, "   (set; default %s)", *def != '\0' ? def : "empty");
+			free(def);
+		}
+		fprintf(out, "\n    %s\n", cli_str(v, "help"));
+		free(val);
+	}
+	if (json_array_size(result) == 0)
+		fprintf(out, "no policy keys\n");
+}
+
+/* quarantine.list: one line per held message. */
+static void
+cli_print_quarantine(FILE *out, json_t *result)
+{
+	struct cli_table t = { 6, { "ID", "TIME", "TO", "FROM", "SUBJECT", "REASONS" },
+		NULL, 0, 0 };
+	size_t i;
+	json_t *v;
+	json_array_foreach(result, i, v) {
+		char when[32];
+		cli_time(v, "time", when, sizeof(when));
+		json_t *rc = json_object_get(v, "rcpts");
+		char *to = buf_printf("%s%s", json_string_value(json_array_get(rc, 0)) ?
+		    json_string_value(json_array_get(rc, 0)) : "-",
+		    json_array_size(rc) > 1 ? " +" : "");
+		const char *from = cli_str(v, "from");
+		const char *row[] = { cli_str(v, "id"), when, to,
+			strcmp(from, "") != 0 && strcmp(from, "-") != 0 ? from : cli_str(v, "sender"),
+			cli_str(v, "subject"), cli_str(v, "reasons") };
+		cli_table_row(&t, row);
+		free(to);
+	}
+	cli_table_print(out, &t, "the quarantine is empty");
+	cli_table_free(&t);
+}
+
+/* quarantine.show: key: value lines, then the headers. */
+static void
+cli_print_quarantine_item(FILE *out, json_t *v)
+{
+	char when[32];
+	cli_time(v, "time", when, sizeof(when));
+	fprintf(out, "id:         %s\ntenant:     %s\nheld since: %s\ndirection:  %s\n"
+	    "sender:     <%s>\n", cli_str(v, "id"), cli_str(v, "tenant"), when,
+	    cli_str(v, "direction"), cli_str(v, "sender"));
+	size_t i;
+	json_t *r;
+	json_array_foreach(json_object_get(v, "rcpts"), i, r)
+		fprintf(out, "recipient:  <%s>\n", json_string_value(r) ? json_string_value(r) : "");
+	fprintf(out, "client:     %s (%s)\nsize:       %lld\nscore:      %.1f\nreasons:    %s\n\n",
+	    cli_str(v, "client"), cli_str(v, "helo"),
+	    (long long)json_integer_value(json_object_get(v, "size")),
+	    json_number_value(json_object_get(v, "score")), cli_str(v, "reasons"));
+	fprintf(out, "%s", cli_str(v, "headers"));
+}
+
 /* One line for commands that change something. */
 static void
 cli_print_done(FILE *out, const char *cmd, json_t *args, json_t *result)
@@ -253,6 +330,16 @@ cli_print_done(FILE *out, const char *cmd, json_t *args, json_t *result)
 		fprintf(out, "message %s released\n", id);
 	else if (strcmp(cmd, "queue.delete") == 0)
 		fprintf(out, "message %s deleted\n", id);
+	else if (strcmp(cmd, "policy.set") == 0)
+		fprintf(out, "%s set to %s for tenant %s\n", cli_str(result, "key"),
+		    cli_str(result, "value"), t);
+	else if (strcmp(cmd, "quarantine.release") == 0)
+		fprintf(out, "quarantined message %s released\n", id);
+	else if (strcmp(cmd, "quarantine.delete") == 0)
+		fprintf(out, "quarantined message %s deleted\n", id);
+	else if (strcmp(cmd, "quarantine.digest") == 0)
+		fprintf(out, "%lld digest(s) sent\n",
+		    (long long)json_integer_value(json_object_get(result, "digests")));
 	else if (strncmp(cmd, "dkim.", 5) == 0 && json_is_string(json_object_get(result, "record")))
 		fprintf(out, "%s\n", cli_str(result, "record"));
 	else if (json_is_object(result) || json_is_array(result))
@@ -286,6 +373,12 @@ cli_format_print(FILE *out, const char *cmd, json_t *args, json_t *result)
 		cli_print_queue(out, result);
 	else if (strcmp(cmd, "queue.show") == 0)
 		cli_print_entry(out, result);
+	else if (strcmp(cmd, "policy.show") == 0)
+		cli_print_policy(out, result);
+	else if (strcmp(cmd, "quarantine.list") == 0)
+		cli_print_quarantine(out, result);
+	else if (strcmp(cmd, "quarantine.show") == 0)
+		cli_print_quarantine_item(out, result);
 	else
 		cli_print_done(out, cmd, args, result);
 }

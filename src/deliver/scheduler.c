@@ -27,6 +27,14 @@
  *	the tenant's own domains go through the tenant route like inbound
  *	mail (held while the tenant is in continuity, replayed in order at
  *	failback), the others by MX / smarthost at once.
+ *
+ *	TLS policy: a job for an MX destination asks tls_policy_lookup()
+ *	(tenant tls.require_domains, the DLP flag, MTA-STS; an MTA-STS fetch
+ *	runs on a worker) before smtp_client starts; the decision is copied
+ *	into the job, which the request points at.  A job whose scheduler
+ *	stopped meanwhile is only freed.  Smarthost jobs need verified TLS when
+ *	the entry carries QUEUE_F_REQUIRE_TLS; tenant routes keep their own
+ *	?tls= option.
  */
 #include "deliver/scheduler.h"
 

@@ -11,6 +11,10 @@
  * required: then no TLS means 4xx for all), MAIL/RCPT pipelined when offered,
  * then BDAT (when CHUNKING is offered) or DATA with dot-stuffing, then QUIT.
  * Tries the next MX host on connection failure or 4xx at greeting.
+ * A request with tls_verify (deliver/tls_policy.h) needs STARTTLS and a
+ * certificate that verifies for the MX host name: otherwise the host is
+ * skipped and, when none is left, every recipient gets 451 4.7.5; MTA-STS
+ * mx patterns leave out the MX hosts they do not match (testing: logged).
  * Connections are reused: after a complete transaction the connection is
  * kept (CLIENT_IDLE_SECS) for the next request to the same next hop, which
  * then starts at MAIL; smtp_client_cancel_all() closes the cached ones.

@@ -715,8 +715,9 @@ tls_policy_lookup(struct tls_policy *tp, const char *tenant, const char *domain,
 		w.req = TLSREQ_VERIFIED;
 		w.why = "tenant policy";
 	}
-	if (tp == NULL || tp->stopped || !mta_sts || domain == NULL || domain[0] == '\0' ||
-	    strlen(domain) > STS_DOMAIN_MAX) {
+	/* a domain that cannot be a host name (an address literal, odd bytes) has no policy */
+	if (tp == NULL || tp->stopped || !mta_sts || domain == NULL || domain[0] == '*' ||
+	    !sts_mx_valid(domain)) {
 		sts_answer(&w, NULL);
 		return;
 	}

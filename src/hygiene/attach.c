@@ -418,6 +418,43 @@ entry_name(struct archive_entry *e, const char *blob_name, int raw)
 	return xstrdup(n);
 }
 
+/* The limits on one more entry: 0 within, -1 past them (a finding). */
+static int
+entry_limits(struct attach_scan *s, struct archive_entry *e, uint64_t *declared,
+    size_t archive_len, const char *path)
+{
+	if (archive_entry_size_is_set(e) && archive_entry_size(e) > 0)
+		*declared += (uint64_t)archive_entry_size(e);
+	if (++s->entries > ATTACH_MAX_ENTRIES || *declared > ATTACH_MAX_BYTES
+	    || (*declared > ATTACH_BOMB_FLOOR && *declared / ATTACH_BOMB_RATIO > archive_len)) {
+		finding(s, FIND_ENCRYPTED, "archive too large to inspect", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* One regular, unencrypted entry: its content.  0 go on, -1 stop reading. */
+static int
+inspect_entry_data(struct attach_scan *s, struct archive *a, const char *ename,
+    const char *epath, const char *path, int depth)
+{
+	const char *base = strrchr(ename, '/');
+	base = base != NULL ? base + 1 : ename;
+	if (strcasecmp(base, "vbaProject.bin") == 0)
+		finding(s, FIND_MACROS, "macros", path);
+	struct buf data = BUF_INIT;
+	int r = read_entry(s, a, &data);
+	if (r == -2)
+		finding(s, FIND_ENCRYPTED, "archive too large to inspect", path);
+	else if (r == -1)
+		finding(s, FIND_ENCRYPTED, error_says_encrypted(a)
+		    ? "encrypted archive" : "archive could not be read", epath);
+	else
+		inspect_blob(s, ename, epath, (const unsigned char *)data.data, data.len, depth + 1);
+	buf_free(&data);
+	return r < 0 ? -1 : 0;
+}
+
 static void
 inspect_archive(struct attach_scan *s, const char *type, const char *name, const char *path,
     const unsigned char *d, size_t len, int depth)
@@ -427,55 +464,22 @@ inspect_archive(struct attach_scan *s, const char *type, const char *name, const
 		return;   /* not an archive libarchive knows: the blob checks stand */
 	uint64_t declared = 0;
 	struct archive_entry *e;
-	int rc = ARCHIVE_EOF;
-	while (!s->stop && (rc = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-		int raw = archive_format(a) == ARCHIVE_FORMAT_RAW;
-		char *ename = entry_name(e, name, raw);
+	int rc = ARCHIVE_EOF, stop = 0;
+	while (!s->stop && !stop && ((rc = archive_read_next_header(a, &e)) == ARCHIVE_OK
+	    || rc == ARCHIVE_WARN)) {
+		if (entry_limits(s, e, &declared, len, path) < 0)
+			break;
+		char *ename = entry_name(e, name, archive_format(a) == ARCHIVE_FORMAT_RAW);
 		char *epath = buf_printf("%s/%s", path, ename);
-		if (++s->entries > ATTACH_MAX_ENTRIES) {
-			finding(s, FIND_ENCRYPTED, "archive too large to inspect", path);
-			free(ename);
-			free(epath);
-			break;
-		}
-		if (archive_entry_size_is_set(e) && archive_entry_size(e) > 0)
-			declared += (uint64_t)archive_entry_size(e);
-		if (declared > ATTACH_MAX_BYTES || (declared > ATTACH_BOMB_FLOOR
-		    && declared / ATTACH_BOMB_RATIO > len)) {
-			finding(s, FIND_ENCRYPTED, "archive too large to inspect", path);
-			free(ename);
-			free(epath);
-			break;
-		}
 		check_name(s, ename, epath);
-		if (archive_entry_is_encrypted(e)) {
+		if (archive_entry_is_encrypted(e))
 			finding(s, FIND_ENCRYPTED, "encrypted archive", epath);
-		} else if (archive_entry_filetype(e) == AE_IFREG) {
-			const char *base = strrchr(ename, '/');
-			base = base != NULL ? base + 1 : ename;
-			if (strcasecmp(base, "vbaProject.bin") == 0)
-				finding(s, FIND_MACROS, "macros", path);
-			struct buf data = BUF_INIT;
-			int r = read_entry(s, a, &data);
-			if (r == -2)
-				finding(s, FIND_ENCRYPTED, "archive too large to inspect", path);
-			else if (r == -1)
-				finding(s, FIND_ENCRYPTED, error_says_encrypted(a)
-				    ? "encrypted archive" : "archive could not be read", epath);
-			else
-				inspect_blob(s, ename, epath, (const unsigned char *)data.data,
-				    data.len, depth + 1);
-			buf_free(&data);
-			if (r < 0) {
-				free(ename);
-				free(epath);
-				break;
-			}
-		}
+		else if (archive_entry_filetype(e) == AE_IFREG)
+			stop = inspect_entry_data(s, a, ename, epath, path, depth) < 0;
 		free(ename);
 		free(epath);
 	}
-	if (!s->stop && rc < ARCHIVE_WARN)
+	if (!s->stop && !stop && rc < ARCHIVE_WARN)
 		finding(s, FIND_ENCRYPTED, error_says_encrypted(a)
 		    ? "encrypted archive" : "archive could not be read", path);
 	archive_read_free(a);

@@ -56,6 +56,7 @@ struct disc_ent {
 	int has_mime_version;
 	int has_body;               /* a blank line ends the header fields */
 	int top;                    /* the message itself */
+	const char *deftype;        /* without Content-Type: text/plain (message/rfc822 in a digest) */
 };
 
 enum disc_role { ROLE_NONE, ROLE_BODY };
@@ -98,16 +99,26 @@ line_content_len(const char *d, size_t pos, size_t next)
 	return l;
 }
 
-static void
+/* The first of repeated fields counts (as GMime and Python's email read them). */
+static int
 field_keep(char **slot, const char *d, size_t pos, size_t len, size_t namelen)
 {
 	struct buf b = BUF_INIT;
-	if (*slot != NULL) {
-		free(*slot);
-		*slot = NULL;
-	}
+	if (*slot != NULL)
+		return 0;
 	buf_append(&b, d + pos + namelen + 1, len - namelen - 1);
 	*slot = buf_steal(&b);
+	return 1;
+}
+
+/* A header field name: printable ASCII without blanks, then ':'. */
+static size_t
+field_name_len(const char *d, size_t pos, size_t l)
+{
+	size_t i = 0;
+	while (i < l && d[pos + i] > 32 && d[pos + i] < 127 && d[pos + i] != ':')
+		i++;
+	return i > 0 && i < l && d[pos + i] == ':' ? i : 0;
 }
 
 static void
@@ -123,7 +134,11 @@ field_continue(char **slot, const char *d, size_t pos, size_t len)
 	*slot = buf_steal(&b);
 }
 
-/* Reads the header block of the entity at [start, end). */
+/*
+ * Reads the header block of the entity at [start, end).  A line that is no
+ * header field ends the block without a body (has_body 0: never a target),
+ * as it does for the parsers that read the message after us.
+ */
 static void
 ent_parse(const char *d, size_t start, size_t end, struct disc_ent *e)
 {
@@ -146,8 +161,9 @@ ent_parse(const char *d, size_t start, size_t end, struct disc_ent *e)
 				field_continue(last, d, pos, l);
 		} else {
 			last = NULL;
-			const char *colon = memchr(d + pos, ':', l);
-			size_t nl = colon != NULL ? (size_t)(colon - (d + pos)) : 0;
+			size_t nl = field_name_len(d, pos, l);
+			if (nl == 0)
+				break;
 			if (nl == 12 && strncasecmp(d + pos, "Content-Type", 12) == 0)
 				last = &e->ctype;
 			else if (nl == 25 && strncasecmp(d + pos, "Content-Transfer-Encoding", 25) == 0)
@@ -156,20 +172,20 @@ ent_parse(const char *d, size_t start, size_t end, struct disc_ent *e)
 				last = &e->cdisp;
 			else if (nl == 12 && strncasecmp(d + pos, "MIME-Version", 12) == 0)
 				e->has_mime_version = 1;
-			if (last != NULL)
-				field_keep(last, d, pos, l, nl);
+			if (last != NULL && !field_keep(last, d, pos, l, nl))
+				last = NULL;
 		}
 		pos = next;
 	}
-	e->hend = end;
-	e->bstart = end;
+	e->hend = pos;
+	e->bstart = pos;
 	e->bend = end;
 }
 
 static GMimeContentType *
 ent_content_type(const struct disc_ent *e)
 {
-	return g_mime_content_type_parse(NULL, e->ctype != NULL ? e->ctype : "text/plain");
+	return g_mime_content_type_parse(NULL, e->ctype != NULL ? e->ctype : e->deftype);
 }
 
 static int
@@ -247,7 +263,7 @@ part_end_before(const char *d, size_t start, size_t delim)
 }
 
 static void walk_entity(struct disc_walk *w, size_t start, size_t end, int depth,
-    enum disc_role role, int top);
+    enum disc_role role, const char *deftype);
 
 static void
 walk_multipart(struct disc_walk *w, const struct disc_ent *e, GMimeContentType *ct, int depth,
@@ -257,7 +273,10 @@ walk_multipart(struct disc_walk *w, const struct disc_ent *e, GMimeContentType *
 	if (bnd == NULL || bnd[0] == '\0' || strlen(bnd) > DISC_MAX_BOUNDARY)
 		return;
 	size_t blen = strlen(bnd);
-	int alternative = strcasecmp(g_mime_content_type_get_media_subtype(ct), "alternative") == 0;
+	const char *sub = g_mime_content_type_get_media_subtype(ct);
+	int alternative = sub != NULL && strcasecmp(sub, "alternative") == 0;
+	const char *deftype = sub != NULL && strcasecmp(sub, "digest") == 0 ?
+	    "message/rfc822" : "text/plain";
 	size_t ls, ln;
 	int close;
 	if (!delim_find(w->d, e->bstart, e->bend, bnd, blen, &ls, &ln, &close) || close)
@@ -269,7 +288,7 @@ walk_multipart(struct disc_walk *w, const struct disc_ent *e, GMimeContentType *
 		int found = delim_find(w->d, pstart, e->bend, bnd, blen, &ls2, &ln2, &close2);
 		size_t pend = found ? part_end_before(w->d, pstart, ls2) : e->bend;
 		enum disc_role cr = role == ROLE_BODY && (alternative || i == 0) ? ROLE_BODY : ROLE_NONE;
-		walk_entity(w, pstart, pend, depth + 1, cr, 0);
+		walk_entity(w, pstart, pend, depth + 1, cr, deftype);
 		if (!found || close2)
 			break;
 		ln = ln2;
@@ -296,14 +315,17 @@ walk_leaf(struct disc_walk *w, struct disc_ent *e, GMimeContentType *ct, enum di
 	}
 }
 
+/* deftype NULL: the message itself. */
 static void
-walk_entity(struct disc_walk *w, size_t start, size_t end, int depth, enum disc_role role, int top)
+walk_entity(struct disc_walk *w, size_t start, size_t end, int depth, enum disc_role role,
+    const char *deftype)
 {
 	if (depth > DISC_MAX_DEPTH || ++w->nparts > DISC_MAX_PARTS)
 		return;
 	struct disc_ent e;
 	ent_parse(w->d, start, end, &e);
-	e.top = top;
+	e.top = deftype == NULL;
+	e.deftype = deftype != NULL ? deftype : "text/plain";
 	GMimeContentType *ct = ent_content_type(&e);
 	if (ct == NULL) {
 		ent_clear(&e);
@@ -982,7 +1004,7 @@ disclaimer_stage(const struct hygiene_msg *m, struct hygiene_result *r, char **e
 	memset(&w, 0, sizeof(w));
 	w.d = j.d;
 	w.len = j.len;
-	walk_entity(&w, 0, j.len, 0, ROLE_BODY, 1);
+	walk_entity(&w, 0, j.len, 0, ROLE_BODY, NULL);
 	if (w.is_signed) {
 		hygiene_result_reason(r, "disclaimer:skipped signed");
 		walk_free(&w);

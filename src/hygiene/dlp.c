@@ -15,7 +15,7 @@
  */
 #include "hygiene/dlp.h"
 
-#include <ctype.h>
+#include <pthread.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +179,42 @@ struct pattern_cache {
 };
 
 static __thread struct pattern_cache pcache;
+static __thread magic_t dlp_magic;
+
+/*
+ * The per-thread state (compiled patterns, libmagic handle) is freed when
+ * its thread ends: a key with a destructor, set once the thread has state.
+ */
+static pthread_key_t dlp_tls_key;
+static pthread_once_t dlp_tls_once = PTHREAD_ONCE_INIT;
+static int dlp_tls_ok;
+
+static void pattern_cache_clear(struct pattern_cache *c);
+
+static void
+dlp_tls_free(void *arg)
+{
+	(void)arg;
+	pattern_cache_clear(&pcache);
+	if (dlp_magic != NULL) {
+		magic_close(dlp_magic);
+		dlp_magic = NULL;
+	}
+}
+
+static void
+dlp_tls_init(void)
+{
+	dlp_tls_ok = pthread_key_create(&dlp_tls_key, dlp_tls_free) == 0;
+}
+
+static void
+dlp_tls_register(void)
+{
+	if (pthread_once(&dlp_tls_once, dlp_tls_init) == 0 && dlp_tls_ok &&
+	    pthread_getspecific(dlp_tls_key) == NULL)
+		(void)pthread_setspecific(dlp_tls_key, &dlp_tls_ok);
+}
 
 static void
 pattern_cache_clear(struct pattern_cache *c)
@@ -212,6 +248,7 @@ patterns_compiled(const struct policy_list *l)
 	if (pattern_cache_matches(&pcache, l, n))
 		return &pcache;
 	pattern_cache_clear(&pcache);
+	dlp_tls_register();
 	pcache.src = xcalloc(n + 1, sizeof(char *));
 	pcache.re = xcalloc(n + 1, sizeof(regex_t));
 	pcache.ok = xcalloc(n + 1, sizeof(int));
@@ -233,12 +270,11 @@ patterns_compiled(const struct policy_list *l)
 
 /* ---- attachment types ---- */
 
-static __thread magic_t dlp_magic;
-
 static const char *
 magic_type(const unsigned char *data, size_t len)
 {
 	if (dlp_magic == NULL) {
+		dlp_tls_register();
 		dlp_magic = magic_open(MAGIC_MIME_TYPE);
 		if (dlp_magic == NULL)
 			return NULL;

@@ -41,7 +41,6 @@
 
 #include "config/config.h"
 #include "hygiene/hygiene.h"
-#include "hygiene/hygiene_internal.h"
 #include "hygiene/milter_doc.h"
 #include "hygiene/policy.h"
 #include "lib/buf.h"
@@ -759,13 +758,19 @@ step_body(struct milter_conn *c)
 
 /* ------------------------------------------------------- end of message */
 
-/* A header value from a milter may fold lines, never start a new field. */
+/* A header value from a milter may fold lines, never start a new field or
+ * end the header: every line break (CRLF, LF or CR) is followed by a blank. */
 static int
 value_ok(const char *v)
 {
-	for (const char *p = v; *p != '\0'; p++)
-		if (*p == '\n' && p[1] != ' ' && p[1] != '\t')
+	for (const char *p = v; *p != '\0'; p++) {
+		if (*p != '\r' && *p != '\n')
+			continue;
+		if (p[0] == '\r' && p[1] == '\n')
+			p++;
+		if (p[1] != ' ' && p[1] != '\t')
 			return 0;
+	}
 	return 1;
 }
 
@@ -938,10 +943,10 @@ outcome_to_result(struct milter_conn *c, struct hygiene_result *r)
 		hygiene_result_raise(r, HYGIENE_QUARANTINE, NULL, "milter:%s:quarantine", c->name);
 		break;
 	case MO_REPLYCODE: {
-		char *text = c->reply;
-		size_t n = strlen(text);
-		while (n > 0 && (text[n - 1] == '\r' || text[n - 1] == '\n'))
-			text[--n] = '\0';
+		size_t n = strlen(c->reply);
+		while (n > 0 && (c->reply[n - 1] == '\r' || c->reply[n - 1] == '\n'))
+			c->reply[--n] = '\0';
+		const char *text = c->reply;
 		int temp = text[0] == '4';
 		if (!replycode_ok(text))
 			text = temp ? "451 4.7.1 Message temporarily rejected by filter"
@@ -972,12 +977,17 @@ milter_run(const char *spec, const struct hygiene_msg *m, struct milter_doc *doc
 		err_setf(err_r, "milter %s: connect: %s", spec, strerror(errno));
 		return -1;
 	}
-	while (c.state != MST_DONE)
+	while (c.state != MST_DONE) {
+		enum milter_state was = c.state;
 		if (run_step(&c) < 0) {
 			err_setf(err_r, "milter %s: %s", spec, c.err);
 			rc = -1;
 			break;
 		}
+		if (c.state != was)
+			log_debug("milter_state", "id=%s milter=%s from=%s to=%s", m->qid,
+			    log_str(spec), state_names[was], state_names[c.state]);
+	}
 	if (rc == 0) {
 		(void)send_packet(&c, SMFIC_QUIT, NULL, 0);
 		outcome_to_result(&c, r);
@@ -1025,7 +1035,7 @@ milter_stage(const struct hygiene_msg *m, struct hygiene_result *r, char **err_r
 				break;
 			continue;
 		}
-		if (r->action >= HYGIENE_QUARANTINE)
+		if (r->action >= HYGIENE_DEFER)
 			break;
 	}
 	if (doc.changed && r->action < HYGIENE_DEFER) {

@@ -47,6 +47,8 @@
 
 /* How often the timer looks at retention and the digest hour. */
 #define QUAR_TICK_SECONDS 600
+/* Seconds from start to the first tick. */
+#define QUAR_FIRST_TICK 2
 /* Retention purge at most this often. */
 #define QUAR_PURGE_EVERY 3600
 /* Largest message file read back (release, show). */
@@ -255,15 +257,25 @@ quar_sweep(struct quarantine *q)
 
 static void quar_timer_cb(evutil_socket_t fd, short what, void *arg);
 
+static void
+quar_timer_arm(struct quarantine *q, long seconds)
+{
+	struct timeval tv = { seconds, 0 };
+	if (event_add(q->timer, &tv) < 0)
+		log_error("quarantine_timer_failed", "error=%s", "event_add");
+}
+
+/* The first tick comes soon after start (a purge overdue while the daemon
+ * was down happens now), then every QUAR_TICK_SECONDS. */
 static int
 quar_timer_start(struct quarantine *q)
 {
 	if (q->srv->base == NULL)
 		return 0;             /* no loop (tools, unit tests): no timer */
-	q->timer = event_new(q->srv->base, -1, EV_PERSIST, quar_timer_cb, q);
-	struct timeval tv = { QUAR_TICK_SECONDS, 0 };
-	if (q->timer == NULL || event_add(q->timer, &tv) < 0)
+	q->timer = evtimer_new(q->srv->base, quar_timer_cb, q);
+	if (q->timer == NULL)
 		return -1;
+	quar_timer_arm(q, QUAR_FIRST_TICK);
 	return 0;
 }
 
@@ -304,7 +316,7 @@ quarantine_open(struct server *srv, char **err_r)
 	pthread_mutex_init(&q->mu, NULL);
 	q->dir = buf_printf("%s/quarantine", srv->cfg->data_dir);
 	q->last_digest_day = -1;
-	q->last_purge = time(NULL);
+	q->last_purge = 0;
 	if (sys_mkdir_p(q->dir, 0700) < 0) {
 		err_setf(err_r, "%s: %s", q->dir, strerror(errno));
 		quar_free(q);
@@ -493,6 +505,13 @@ quarantine_put(struct quarantine *q, const struct quarantine_item *item,
     " i.hfrom, i.reasons, i.score, i.size, i.digest_sent, i.releasing, i.envelope"
 
 static json_t *
+quar_col_json(sqlite3_stmt *st, int i)
+{
+	const char *s = quar_col(st, i);
+	return quar_json_text(s, strlen(s));
+}
+
+static json_t *
 quar_row_json(sqlite3_stmt *st)
 {
 	json_t *rcpts = json_loads(quar_col(st, 6), 0, NULL);
@@ -503,10 +522,10 @@ quar_row_json(sqlite3_stmt *st)
 	return json_pack("{s:s, s:s, s:s, s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:f, s:I, s:b, s:b}",
 	    "id", quar_col(st, 0), "tenant", quar_col(st, 1), "qid", quar_col(st, 2),
 	    "time", (json_int_t)sqlite3_column_int64(st, 3), "direction", quar_col(st, 4),
-	    "sender", quar_json_text(quar_col(st, 5), strlen(quar_col(st, 5))), "rcpts", rcpts,
-	    "subject", quar_json_text(quar_col(st, 7), strlen(quar_col(st, 7))),
-	    "from", quar_json_text(quar_col(st, 8), strlen(quar_col(st, 8))),
-	    "reasons", quar_json_text(quar_col(st, 9), strlen(quar_col(st, 9))), "score", sqlite3_column_double(st, 10),
+	    "sender", quar_col_json(st, 5), "rcpts", rcpts,
+	    "subject", quar_col_json(st, 7),
+	    "from", quar_col_json(st, 8),
+	    "reasons", quar_col_json(st, 9), "score", sqlite3_column_double(st, 10),
 	    "size", (json_int_t)sqlite3_column_int64(st, 11),
 	    "digest_sent", sqlite3_column_int(st, 12) != 0,
 	    "releasing", sqlite3_column_int(st, 13) != 0);
@@ -1095,7 +1114,31 @@ quarantine_digest_run(struct server *srv, const char *tenant, char **err_r)
 
 /* -------------------------------------------------------------- timer */
 
-/* Ids and tenants of items older than the tenant's retention. */
+/* Ids of the tenant's items stored before `before` (not being released). */
+static char **
+quar_expired(struct quarantine *q, const char *tenant, time_t before, size_t *n_r)
+{
+	sqlite3_stmt *st = NULL;
+	*n_r = 0;
+	if (sqlite3_prepare_v2(q->db, "SELECT id FROM items WHERE tenant = ? AND releasing = 0"
+	    " AND time < ?", -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)before);
+	size_t cap = 16;
+	char **list = xcalloc(cap, sizeof(*list));
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (*n_r == cap) {
+			cap *= 2;
+			list = xrealloc(list, cap * sizeof(*list));
+		}
+		list[(*n_r)++] = xstrdup(quar_col(st, 0));
+	}
+	sqlite3_finalize(st);
+	return list;
+}
+
+/* Removes the items older than their tenant's quarantine.retention_days. */
 static void
 quar_purge(struct server *srv, time_t now)
 {
@@ -1111,12 +1154,9 @@ quar_purge(struct server *srv, time_t now)
 			days = p->quarantine_days;
 			policy_release(&p);
 		}
-		char *cutoff = buf_printf("%lld", (long long)now - (long long)days * 86400);
 		pthread_mutex_lock(&q->mu);
 		size_t n = 0;
-		char *sql = buf_printf("SELECT id FROM items WHERE tenant = ? AND releasing = 0"
-		    " AND time < %s", cutoff);
-		char **ids = quar_column_list(q, sql, tenants[t], &n);
+		char **ids = quar_expired(q, tenants[t], now - (time_t)days * 86400, &n);
 		pthread_mutex_unlock(&q->mu);
 		for (size_t i = 0; ids != NULL && i < n; i++) {
 			char *err = NULL;
@@ -1129,8 +1169,6 @@ quar_purge(struct server *srv, time_t now)
 			log_info("quarantine_purged", "tenant=%s items=%zu retention_days=%ld",
 			    tenants[t], n, days);
 		quar_strings_free(ids, n);
-		free(sql);
-		free(cutoff);
 	}
 	quar_strings_free(tenants, nt);
 }
@@ -1143,6 +1181,10 @@ quar_timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct quarantine *q = arg;
 	struct server *srv = q->srv;
 	time_t now = time(NULL);
+	if (srv->hygiene == NULL) {           /* no policies (tools, tests): nothing to do */
+		quar_timer_arm(q, QUAR_TICK_SECONDS);
+		return;
+	}
 	if (now - q->last_purge >= QUAR_PURGE_EVERY) {
 		q->last_purge = now;
 		quar_purge(srv, now);
@@ -1159,4 +1201,5 @@ quar_timer_cb(evutil_socket_t fd, short what, void *arg)
 			free(err);
 		}
 	}
+	quar_timer_arm(q, QUAR_TICK_SECONDS);
 }

@@ -40,6 +40,7 @@
 
 #define SPAM_POOL_MAX 64
 #define SPAM_CLUES_MAX 150
+#define SPAM_HEADER_CLUES_MAX 5
 #define SPAM_CLUE_MIN_DIST 0.1
 #define SPAM_PRIOR_X 0.5
 #define SPAM_PRIOR_A 0.45
@@ -399,6 +400,7 @@ chi2_survival(double x2, unsigned k)
 struct clue {
 	double f;
 	double dist;
+	int header;
 };
 
 static int
@@ -437,6 +439,7 @@ collect_clues(struct spam_conn *c, const struct spam_tokens *t, long long nspam,
 			if (dist >= SPAM_CLUE_MIN_DIST) {
 				clues[n].f = f;
 				clues[n].dist = dist;
+				clues[n].header = (t->h[i] & SPAM_TOKEN_HEADER) != 0;
 				n++;
 			}
 			rc = SQLITE_DONE;
@@ -456,16 +459,18 @@ chi2_combine(struct clue *clues, size_t n)
 	if (n == 0)
 		return 0.5;
 	qsort(clues, n, sizeof(clues[0]), clue_cmp);
-	if (n > SPAM_CLUES_MAX)
-		n = SPAM_CLUES_MAX;
 	double ln_f = 0, ln_1f = 0;
-	for (size_t i = 0; i < n; i++) {
+	size_t used = 0, headers = 0;
+	for (size_t i = 0; i < n && used < SPAM_CLUES_MAX; i++) {
+		if (clues[i].header && headers++ >= SPAM_HEADER_CLUES_MAX)
+			continue;
+		used++;
 		double f = clues[i].f < 1e-6 ? 1e-6 : clues[i].f > 1 - 1e-6 ? 1 - 1e-6 : clues[i].f;
 		ln_f += log(f);
 		ln_1f += log(1.0 - f);
 	}
-	double s = 1.0 - chi2_survival(-2.0 * ln_1f, (unsigned)n);
-	double h = 1.0 - chi2_survival(-2.0 * ln_f, (unsigned)n);
+	double s = 1.0 - chi2_survival(-2.0 * ln_1f, (unsigned)used);
+	double h = 1.0 - chi2_survival(-2.0 * ln_f, (unsigned)used);
 	return (1.0 + s - h) / 2.0;
 }
 

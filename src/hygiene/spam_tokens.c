@@ -37,6 +37,7 @@ struct tk {
 	size_t text_used;            /* bytes of text tokenized so far (SPAM_TEXT_MAX) */
 	unsigned received;           /* Received fields seen */
 	int subject_done;
+	int in_headers;              /* features now come from the header block */
 };
 
 uint64_t
@@ -72,7 +73,8 @@ tk_add(struct tk *k, const char *prefix, const char *text, size_t len)
 		t->cap = t->cap == 0 ? 512 : t->cap * 2;
 		t->h = xrealloc(t->h, t->cap * sizeof(t->h[0]));
 	}
-	t->h[t->n++] = spam_token_hash(prefix, text, len);
+	uint64_t h = spam_token_hash(prefix, text, len) & ~SPAM_TOKEN_HEADER;
+	t->h[t->n++] = k->in_headers ? h | SPAM_TOKEN_HEADER : h;
 }
 
 static void
@@ -168,9 +170,11 @@ is_trim_char(unsigned char c)
 	return c < 0x80 && strchr(".,;:!?\"'()[]<>{}*-_=|/\\`~#+^", c) != NULL && c != '\0';
 }
 
-/* One whitespace-separated word of subject or body text. */
-static void
-tk_word(struct tk *k, const char *prefix, const char *w, size_t len)
+/* One whitespace-separated word of subject or body text.  Returns 1 when
+ * it was counted as a plain word (*word_r, *wlen_r: the word as counted). */
+static int
+tk_word(struct tk *k, const char *prefix, const char *w, size_t len, const char **word_r,
+    size_t *wlen_r)
 {
 	for (size_t i = 0; i < len; i++)
 		if (w[i] == '!')
@@ -182,35 +186,62 @@ tk_word(struct tk *k, const char *prefix, const char *w, size_t len)
 	while (len > 0 && is_trim_char((unsigned char)w[len - 1]))
 		len--;
 	if (len < WORD_MIN)
-		return;
+		return 0;
 	if (memmem(w, len, "://", 3) != NULL || (len > 4 && strncasecmp(w, "www.", 4) == 0)) {
 		tk_url(k, w, len);
-		return;
+		return 0;
 	}
 	const char *at = memchr(w, '@', len);
 	if (at != NULL && memchr(at, '.', len - (size_t)(at - w)) != NULL) {
 		tk_add(k, "email:", at + 1, len - (size_t)(at + 1 - w));
-		return;
+		return 0;
 	}
 	if (len > WORD_MAX) {
 		tk_add_skip(k, "skip:", w, len);
-		return;
+		return 0;
 	}
 	tk_add(k, prefix, w, len);
+	*word_r = w;
+	*wlen_r = len;
+	return 1;
+}
+
+/* "bi:" features: two plain words in a row of the body text. */
+static void
+tk_bigram(struct tk *k, const char *a, size_t alen, const char *b, size_t blen)
+{
+	char pair[2 * WORD_MAX + 2];
+	memcpy(pair, a, alen);
+	pair[alen] = ' ';
+	memcpy(pair + alen + 1, b, blen);
+	tk_add(k, "bi:", pair, alen + 1 + blen);
 }
 
 static void
 tk_words(struct tk *k, const char *prefix, const char *s, size_t len)
 {
 	size_t i = 0;
+	const char *prev = NULL;
+	size_t prev_len = 0;
+	int bigrams = prefix[0] == '\0';
 	while (i < len) {
 		while (i < len && isspace((unsigned char)s[i]))
 			i++;
 		size_t w = i;
 		while (i < len && !isspace((unsigned char)s[i]))
 			i++;
-		if (i > w)
-			tk_word(k, prefix, s + w, i - w);
+		if (i == w)
+			continue;
+		const char *word;
+		size_t wlen;
+		if (tk_word(k, prefix, s + w, i - w, &word, &wlen)) {
+			if (bigrams && prev != NULL)
+				tk_bigram(k, prev, prev_len, word, wlen);
+			prev = word;
+			prev_len = wlen;
+		} else {
+			prev = NULL;
+		}
 	}
 }
 
@@ -647,6 +678,7 @@ spam_tokenize(GMimeMessage *mime, const unsigned char *data, size_t len, struct 
 		mime = own = archive_parse_message(data, len);
 	if (mime != NULL)
 		tk_message(&k, mime);
+	k.in_headers = 1;
 	tk_headers(&k, data, len);
 	if (own != NULL)
 		g_object_unref(own);

@@ -24,6 +24,9 @@
 #define SPAM_TEXT_MAX (512 * 1024)
 #define SPAM_TOKENS_MAX 6000
 #define SPAM_PART_DEPTH 16
+/* The top bit of a feature's hash marks those of the raw header block
+ * (the classifier lets only a few of them speak). */
+#define SPAM_TOKEN_HEADER (1ULL << 63)
 
 typedef struct _GMimeMessage GMimeMessage;
 
@@ -52,7 +55,8 @@ struct spam_tokens {
 void spam_tokenize(GMimeMessage *mime, const unsigned char *data, size_t len,
     struct spam_tokens *t);
 void spam_tokens_free(struct spam_tokens *t);
-/* The hash of one feature: prefix (e.g. "subject:") and text, as stored. */
+/* The hash of one feature: prefix (e.g. "subject:") and text, as stored
+ * for the text (a header block's feature has SPAM_TOKEN_HEADER set too). */
 uint64_t spam_token_hash(const char *prefix, const char *text, size_t len);
 
 #endif

@@ -7,6 +7,8 @@
  *	verification: opportunistic STARTTLS, RFC 7435) and a server context
  *	only when the certificate and key load and match; a missing
  *	certificate is not an error, the server then offers no STARTTLS.
+ *	tls_client_verify_load() adds the verifying client context
+ *	(tls_policy_start calls it with [delivery] tls_ca_file).
  *
  *	tls_self_signed() makes an EC P-256 key (file mode 0600) and an X.509
  *	v3 certificate for the hostname (CN and subjectAltName), valid ten

@@ -2,7 +2,8 @@
  * tls — the OpenSSL contexts every TLS user shares: the server context
  * (certificate and key from [tls], TLS 1.2 or later) and the client context
  * (TLS 1.2+, no certificate verification for opportunistic STARTTLS, as
- * RFC 7435 allows; verification policy arrives with DANE/MTA-STS).
+ * RFC 7435 allows), plus the verifying client context that outbound TLS
+ * policy (deliver/tls_policy.h: tenant, DLP, MTA-STS) uses.
  *
  * tls_self_signed() makes a key and certificate for `mailark init`.
  * Only this module and the bufferevent glue in smtp/ and deliver/ see SSL.

@@ -136,3 +136,18 @@ def test_outbound_scanned(mailark_daemon, smtp_primary, clamd):
     assert code == 250, reply
     got = p.wait_for(1)
     assert b"Subject: outbound clean" in got[0].data
+
+
+def test_stream_limit_is_a_failure(mailark_daemon, smtp_primary, tmp_path):
+    small = Clamd(tmp_path / "small", stream_max="64K")
+    try:
+        d, p = start(mailark_daemon, smtp_primary, small)
+        big = message("big", bytes(range(256)) * 1024)   # 256 kB attachment
+        code, reply = send(d, big)
+        assert code == 451, reply
+        d.wait_log(r"hygiene_stage_failed .*stage=av .*StreamMaxLength", 5)
+        code, reply = send(d, message("small"))
+        assert code == 250, reply
+        assert b"Subject: small" in p.wait_for(1)[0].data
+    finally:
+        small.stop()

@@ -5,13 +5,15 @@ A GTUBE message (spam.quarantine_score 5, spam.reject_score 10000) is held:
 byte-identical to what was quarantined (apart from our trace headers);
 deleted, it is gone.  A user sees only items addressed to them and may
 release only when quarantine.user_release is yes; another tenant's admin
-gets 404.  The digest lists a recipient's items.  Items survive kill -9.
+gets 404.  The digest lists a recipient's items.  Items survive kill -9;
+items older than quarantine.retention_days are purged.
 """
 
 import json
 import os
 import re
 import smtplib
+import sqlite3
 
 from test_api import Api, control, operator_token
 
@@ -168,3 +170,21 @@ def test_digest_lists_the_recipients_items(mailark_daemon, smtp_primary):
     d.cli("policy", "set", "acme", "quarantine.digest", "no")
     send(d, "no digest", rcpt="bob@acme.test")
     assert json.loads(d.cli("quarantine", "digest", "acme", "--json").stdout)["digests"] == 0
+
+
+def test_retention_purges_old_items(mailark_daemon, smtp_primary):
+    d, p = start(mailark_daemon, smtp_primary)
+    old = send(d, "old spam")
+    recent = send(d, "recent spam")
+    d.stop()
+    day = 86400
+    db = sqlite3.connect(os.path.join(d.data_dir, "quarantine", "quarantine.db"))
+    with db:
+        db.execute("UPDATE items SET time = time - ? WHERE id = ?", (31 * day, old))
+        db.execute("UPDATE items SET time = time - ? WHERE id = ?", (10 * day, recent))
+    db.close()
+    since = len(d.log())
+    d.start()
+    d.wait_log(r"quarantine_purged tenant=acme items=1", timeout=20, since=since)
+    assert [i["id"] for i in qlist(d)] == [recent]
+    assert not os.path.exists(eml(d, old)) and os.path.exists(eml(d, recent))

@@ -1,6 +1,6 @@
-"""Antispam against the real daemon: GTUBE through the SMTP pipeline (reject,
-thresholds (quarantine, tag with X-Spam-* headers and the subject tag) and a DNSBL zone
-served by unbound, `spam train` / `spam classify` on a slice of the
+"""Antispam against the real daemon: GTUBE through the SMTP pipeline (550),
+the thresholds (quarantine; tag with X-Spam-* headers and the subject tag)
+and the DNSBL test, with a blocklist zone served by unbound, `spam train` / `spam classify` on a slice of the
 SpamAssassin corpus, users' reports through the HTTP API retraining the
 classifier, and tenants' counts kept apart.
 """

@@ -27,6 +27,7 @@ from unbound_helper import Unbound
 TENANT = "acme"
 SENDER = "alice@acme.test"
 HOSTS = ["mail.sts.test", "mta-sts.sts.test", "mail.badmx.test", "mta-sts.badmx.test",
+         "mail.rotate.test", "mta-sts.rotate.test",
          "mail.notls.test", "mta-sts.notls.test", "mail.testing.test",
          "mta-sts.testing.test", "mail.plain.test"]
 
@@ -42,25 +43,23 @@ POLICIES = {
                             "max_age: 86400\n",
 }
 
-# unbound's local-data is itself a quoted string: the TXT text is written with
-# zone-file escapes (\059 ';', \032 ' ') instead of quotes.
 ZONE = [
     "sts.test. IN MX 10 mail.sts.test.",
     "mail.sts.test. IN A 127.0.0.1",
     "mta-sts.sts.test. IN A 127.0.0.1",
-    r"_mta-sts.sts.test. IN TXT v=STSv1\059\032id=20260101\059",
+    '_mta-sts.sts.test. IN TXT "v=STSv1; id=20260101;"',
     "badmx.test. IN MX 10 mail.badmx.test.",
     "mail.badmx.test. IN A 127.0.0.1",
     "mta-sts.badmx.test. IN A 127.0.0.1",
-    r"_mta-sts.badmx.test. IN TXT v=STSv1\059\032id=1\059",
+    '_mta-sts.badmx.test. IN TXT "v=STSv1; id=1;"',
     "notls.test. IN MX 10 mail.notls.test.",
     "mail.notls.test. IN A 127.0.0.1",
     "mta-sts.notls.test. IN A 127.0.0.1",
-    r"_mta-sts.notls.test. IN TXT v=STSv1\059\032id=1\059",
+    '_mta-sts.notls.test. IN TXT "v=STSv1; id=1;"',
     "testing.test. IN MX 10 mail.testing.test.",
     "mail.testing.test. IN A 127.0.0.1",
     "mta-sts.testing.test. IN A 127.0.0.1",
-    r"_mta-sts.testing.test. IN TXT v=STSv1\059\032id=7\059",
+    '_mta-sts.testing.test. IN TXT "v=STSv1; id=7;"',
     "plain.test. IN MX 10 mail.plain.test.",
     "mail.plain.test. IN A 127.0.0.1",
 ]
@@ -162,13 +161,15 @@ def sink(tmp_path_factory, pki):
         p.stop()
 
 
-def daemon_for(mailark_daemon, unbound, policy_server, pki, primary):
-    d = mailark_daemon({"delivery.dns_resolver": unbound.address,
-                        "delivery.mx_port": primary.port,
-                        "delivery.mta_sts_port": policy_server.server_address[1],
-                        "delivery.tls_ca_file": pki["ca"],
-                        "delivery.connect_timeout": "3s",
-                        "queue.retry_min": "30s", "queue.retry_max": "60s"})
+def daemon_for(mailark_daemon, unbound, policy_server, pki, primary, **extra):
+    conf = {"delivery.dns_resolver": unbound.address,
+            "delivery.mx_port": primary.port,
+            "delivery.mta_sts_port": policy_server.server_address[1],
+            "delivery.tls_ca_file": pki["ca"],
+            "delivery.connect_timeout": "3s",
+            "queue.retry_min": "30s", "queue.retry_max": "60s"}
+    conf.update(extra)
+    d = mailark_daemon(conf)
     d.cli("tenant", "add", TENANT)
     d.cli("domain", "add", TENANT, "acme.test")
     d.cli("relay", "add", TENANT, "127.0.0.0/8")
@@ -320,7 +321,10 @@ def test_tenant_require_domains_verified_tls_delivers(mailark_daemon, unbound, p
 def test_dlp_require_tls_defers_without_tls(mailark_daemon, unbound, policy_server, pki,
                                             sink):
     p = sink(tls=False)
-    d = daemon_for(mailark_daemon, unbound, policy_server, pki, p)
+    d = daemon_for(mailark_daemon, unbound, policy_server, pki, p,
+                   **{"hygiene.enabled": "yes"})
+    for key in ("spf.enabled", "dkim.verify", "dmarc.enabled", "spam.enabled", "av.enabled"):
+        _set_policy(d, key, "no")
     _set_policy(d, "dlp.keywords", "TOPSECRET")
     _set_policy(d, "dlp.action", "require_tls")
     r = d.cli("policy", "show", TENANT, check=False)
@@ -340,3 +344,59 @@ def test_dlp_require_tls_defers_without_tls(mailark_daemon, unbound, policy_serv
         raise
     assert p.messages == []
     assert "4.7.5 TLS required by policy (dlp)" in queued_reply(d, "bob@plain.test")
+
+
+def test_one_fetch_per_domain_for_many_messages(mailark_daemon, unbound, policy_server, pki,
+                                                sink):
+    p = sink(tls=True)
+    d = daemon_for(mailark_daemon, unbound, policy_server, pki, p)
+    before = policy_server.fetches.count("mta-sts.sts.test")
+    with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=30) as s:
+        s.ehlo("client.acme.test")
+        for i in range(4):
+            msg = ("From: <%s>\r\nTo: <u%d@sts.test>\r\nSubject: many %d\r\n\r\nx\r\n"
+                   % (SENDER, i, i)).encode()
+            assert s.sendmail(SENDER, ["u%d@sts.test" % i], msg) == {}
+    got = p.wait_for(4)
+    assert all(m.tls for m in got)
+    assert policy_server.fetches.count("mta-sts.sts.test") - before == 1
+
+
+def test_policy_cached_across_restart_and_refetched_on_new_id(
+        mailark_daemon, policy_server, pki, sink, tmp_path_factory):
+    """mta-sts.db keeps the policy over a restart (same TXT id: no fetch);
+    a new TXT id fetches the policy again, here now in enforce mode."""
+    host = "mta-sts.rotate.test"
+    base = ["rotate.test. IN MX 10 mail.rotate.test.", "mail.rotate.test. IN A 127.0.0.1",
+            "mta-sts.rotate.test. IN A 127.0.0.1"]
+    POLICIES[host] = "version: STSv1\nmode: testing\nmx: mail.rotate.test\nmax_age: 3600\n"
+    u1 = Unbound(tmp_path_factory.mktemp("ub1"), base + [
+        '_mta-sts.rotate.test. IN TXT "v=STSv1; id=one;"'])
+    u2 = None
+    try:
+        p = sink(tls=False)
+        d = daemon_for(mailark_daemon, u1, policy_server, pki, p)
+        send(d, "a@rotate.test", "rotate one")
+        p.wait_for(1)
+        assert policy_server.fetches.count(host) == 1
+        d.stop()
+        d.start()
+        send(d, "b@rotate.test", "rotate two")
+        p.wait_for(2)
+        assert policy_server.fetches.count(host) == 1, "same id: the cached policy is used"
+        POLICIES[host] = POLICIES[host].replace("testing", "enforce")
+        u2 = Unbound(tmp_path_factory.mktemp("ub2"), base + [
+            '_mta-sts.rotate.test. IN TXT "v=STSv1; id=two;"'])
+        d.stop()
+        conf = Path(d.conf_path)
+        conf.write_text(conf.read_text().replace(u1.address, u2.address))
+        d.start()
+        send(d, "c@rotate.test", "rotate three")
+        d.wait_log(r"deferred.*c@rotate\.test.*4\.7\.5", timeout=15)
+        assert policy_server.fetches.count(host) == 2
+        assert len(p.messages) == 2
+    finally:
+        POLICIES.pop(host, None)
+        u1.stop()
+        if u2 is not None:
+            u2.stop()

@@ -428,6 +428,39 @@ test_untouched_cases(void **state)
 	hygiene_result_free(&r);
 }
 
+/* Odd structures are read as Python's email and GMime read them. */
+static void
+test_parser_agreement(void **state)
+{
+	(void)state;
+	policy_reset(TEXT_T, "");
+	struct hygiene_result r;
+	/* the first Content-Type counts: a multipart without a text part */
+	const char *dup = HDRS "Content-Type: multipart/mixed; boundary=\"B\"\r\n"
+	    "Content-Type: text/plain\r\n\r\n--B\r\nContent-Type: image/png\r\n\r\nPNG\r\n--B--\r\n";
+	assert_null(run(dup, &r));
+	hygiene_result_free(&r);
+	/* a digest's parts are messages by default: not text */
+	const char *digest = HDRS "Content-Type: multipart/digest; boundary=\"D\"\r\n\r\n"
+	    "--D\r\n\r\nFrom: x@y.test\r\nSubject: inner\r\n\r\ninner body\r\n--D--\r\n";
+	assert_null(run(digest, &r));
+	hygiene_result_free(&r);
+	/* an mbox "From " line: no header block, no body to change */
+	const char *mbox = "From alice@acme.test Mon Jan  1 00:00:00 2024\r\n"
+	    "From: alice@acme.test\r\nSubject: x\r\n\r\nbody\r\n";
+	assert_null(run(mbox, &r));
+	hygiene_result_free(&r);
+	/* a folded Content-Type is read whole */
+	const char *folded = HDRS "Content-Type: multipart/alternative;\r\n"
+	    "\tboundary=\"F\"\r\n\r\n--F\r\nContent-Type: text/plain\r\n\r\nplain\r\n--F--\r\n";
+	char *out = run(folded, &r);
+	assert_non_null(out);
+	assert_true(has(out, "plain\r\n\r\n--\r\nSent by Alice Smith"));
+	assert_true(has(out, "\r\n--F--\r\n"));
+	free(out);
+	hygiene_result_free(&r);
+}
+
 static void
 test_lf_only_and_no_content_type(void **state)
 {
@@ -458,6 +491,7 @@ main(void)
 		cmocka_unit_test(test_related_html),
 		cmocka_unit_test(test_signed_untouched),
 		cmocka_unit_test(test_untouched_cases),
+		cmocka_unit_test(test_parser_agreement),
 		cmocka_unit_test(test_lf_only_and_no_content_type),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

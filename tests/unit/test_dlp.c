@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,6 +283,31 @@ test_html_and_qp_text(void **state)
 	hygiene_result_free(&r);
 }
 
+static void *
+thread_match(void *arg)
+{
+	(void)arg;
+	static int hit;
+	hit = matches("hi", "ref ACME-1234-XY ok");
+	return &hit;
+}
+
+/* The per-thread regex cache and libmagic handle are freed at thread exit
+ * (the ASan build reports a leak otherwise). */
+static void
+test_thread_state(void **state)
+{
+	(void)state;
+	policy_reset();
+	set_list(&pol.dlp_patterns, pat_items, "ACME-[0-9]{4}-[A-Z]{2}", NULL);
+	set_list(&pol.dlp_attach_types, att_items, "application/pdf", NULL);
+	pthread_t t;
+	void *ret = NULL;
+	assert_int_equal(pthread_create(&t, NULL, thread_match, NULL), 0);
+	assert_int_equal(pthread_join(t, &ret), 0);
+	assert_int_equal(*(int *)ret, 1);
+}
+
 static void
 test_no_rules_inbound(void **state)
 {
@@ -303,6 +329,7 @@ main(void)
 		cmocka_unit_test(test_reason_hides_card),
 		cmocka_unit_test(test_attach_types),
 		cmocka_unit_test(test_html_and_qp_text),
+		cmocka_unit_test(test_thread_state),
 		cmocka_unit_test(test_no_rules_inbound),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
