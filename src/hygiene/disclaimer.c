@@ -9,7 +9,8 @@
  *
  * Targets: a lone text/plain or text/html body; in multipart/alternative
  * the first text/plain and the first text/html; in any other multipart
- * (mixed, related …) the first part, looked into the same way.  Parts with
+ * (mixed, related …) the first part, looked into the same way; nothing in a
+ * multipart/report (bounces, read receipts).  Parts with
  * Content-Disposition: attachment, forwarded messages and a lone non-text
  * body (a PDF alone) are left alone: such a message gets no disclaimer
  * ("disclaimer:skipped no text part").
@@ -277,6 +278,9 @@ walk_multipart(struct disc_walk *w, const struct disc_ent *e, GMimeContentType *
 	int alternative = sub != NULL && strcasecmp(sub, "alternative") == 0;
 	const char *deftype = sub != NULL && strcasecmp(sub, "digest") == 0 ?
 	    "message/rfc822" : "text/plain";
+	/* delivery and read reports are machine text: left alone */
+	if (sub != NULL && strcasecmp(sub, "report") == 0)
+		role = ROLE_NONE;
 	size_t ls, ln;
 	int close;
 	if (!delim_find(w->d, e->bstart, e->bend, bnd, blen, &ls, &ln, &close) || close)
@@ -607,6 +611,48 @@ first_line(const char *s)
 	return NULL;
 }
 
+#define DISC_LITERAL_MIN 16
+
+/*
+ * The longest piece of the text template without variables or line breaks
+ * (trimmed), when it is long enough to be distinctive: a reply from another
+ * sender quotes the same company text with another name in it, so this
+ * finds an earlier disclaimer of the thread where the first line does not.
+ * Caller frees; NULL when there is none.
+ */
+static char *
+template_literal(const char *t)
+{
+	const char *best = NULL;
+	size_t best_len = 0;
+	const char *p = t;
+	while (*p != '\0') {
+		size_t n = 0;
+		while (p[n] != '\0' && p[n] != '{' && p[n] != '\n' && p[n] != '\r' &&
+		    !(p[n] == '\\' && p[n + 1] == 'n'))
+			n++;
+		const char *a = p, *b = p + n;
+		while (a < b && (*a == ' ' || *a == '\t'))
+			a++;
+		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+			b--;
+		if ((size_t)(b - a) > best_len) {
+			best = a;
+			best_len = (size_t)(b - a);
+		}
+		p += n;
+		if (*p == '{') {
+			const char *close = strchr(p, '}');
+			p = close != NULL ? close + 1 : p + 1;
+		} else if (*p == '\\') {
+			p += 2;
+		} else if (*p != '\0') {
+			p++;
+		}
+	}
+	return best_len >= DISC_LITERAL_MIN ? xstrndup(best, best_len) : NULL;
+}
+
 /* ---- editing one part ---- */
 
 enum disc_edit_rc { EDIT_DONE, EDIT_PRESENT, EDIT_SIGNED, EDIT_SKIP };
@@ -859,8 +905,8 @@ has_pgp_inline(const char *s, size_t len)
 
 /* Inserts ins_utf8 into the part e; the edit is left in ed. */
 static enum disc_edit_rc
-part_edit(const char *d, const struct disc_ent *e, const char *ins_utf8, const char *marker,
-    int html, const char *eol, struct disc_edit *ed)
+part_edit(const char *d, const struct disc_ent *e, const char *ins_utf8,
+    const char *const markers[2], int html, const char *eol, struct disc_edit *ed)
 {
 	struct disc_part p;
 	if (part_decode(d, e, &p) < 0) {
@@ -872,8 +918,9 @@ part_edit(const char *d, const struct disc_ent *e, const char *ins_utf8, const c
 	enum disc_edit_rc rc = EDIT_DONE;
 	if (has_pgp_inline(u, ulen))
 		rc = EDIT_SIGNED;
-	else if (marker != NULL && memmem(u, ulen, marker, strlen(marker)) != NULL)
-		rc = EDIT_PRESENT;
+	for (int i = 0; i < 2 && rc == EDIT_DONE; i++)
+		if (markers[i] != NULL && memmem(u, ulen, markers[i], strlen(markers[i])) != NULL)
+			rc = EDIT_PRESENT;
 	if (rc == EDIT_DONE) {
 		int changed;
 		size_t il;
@@ -897,6 +944,7 @@ struct disc_job {
 	const char *eol;
 	char *text;                  /* rendered text disclaimer, or NULL */
 	char *text_marker;           /* its first line */
+	char *text_literal;          /* the template's longest literal line piece, or NULL */
 	char *html;                  /* rendered HTML block, or NULL */
 	struct disc_edit edits[2];
 	size_t nedits;
@@ -907,15 +955,17 @@ job_edits(struct disc_job *j, struct disc_walk *w)
 {
 	enum disc_edit_rc rc = EDIT_SKIP;
 	if (w->has_plain && j->text != NULL) {
-		rc = part_edit(j->d, &w->plain, j->text, j->text_marker, 0, j->eol,
+		const char *const markers[2] = { j->text_marker, j->text_literal };
+		rc = part_edit(j->d, &w->plain, j->text, markers, 0, j->eol,
 		    &j->edits[j->nedits]);
 		if (rc != EDIT_DONE)
 			return rc;
 		j->nedits++;
 	}
 	if (w->has_html && j->html != NULL) {
-		enum disc_edit_rc hr = part_edit(j->d, &w->html, j->html, DISC_HTML_MARKER_ATTR, 1,
-		    j->eol, &j->edits[j->nedits]);
+		const char *const markers[2] = { DISC_HTML_MARKER_ATTR, NULL };
+		enum disc_edit_rc hr = part_edit(j->d, &w->html, j->html, markers, 1, j->eol,
+		    &j->edits[j->nedits]);
 		if (hr != EDIT_DONE)
 			return hr;
 		j->nedits++;
@@ -950,6 +1000,7 @@ job_free(struct disc_job *j)
 {
 	free(j->text);
 	free(j->text_marker);
+	free(j->text_literal);
 	free(j->html);
 	for (size_t i = 0; i < 2; i++)
 		buf_free(&j->edits[i].out);
@@ -964,6 +1015,7 @@ job_render(struct disc_job *j, const struct hygiene_msg *m)
 	if (p->disclaimer_text != NULL && p->disclaimer_text[0] != '\0') {
 		j->text = template_render(p->disclaimer_text, &v, 0, j->eol);
 		j->text_marker = first_line(j->text);
+		j->text_literal = template_literal(p->disclaimer_text);
 		if (j->text_marker == NULL)
 			xfree(&j->text);
 	}

@@ -438,14 +438,14 @@ send_connect(struct milter_conn *c)
 	struct buf b = BUF_INIT;
 	unsigned char a6[16];
 	struct in_addr a4;
-	put_str(&b, host);
+	char family = 'U';                          /* SMFIA_UNKNOWN: "local" */
 	if (inet_pton(AF_INET, m->client_ip, &a4) == 1)
-		buf_append_char(&b, '4');
+		family = '4';
 	else if (inet_pton(AF_INET6, m->client_ip, a6) == 1)
-		buf_append_char(&b, '6');
-	else
-		buf_append_char(&b, 'U');
-	if (b.data[b.len - 1] != 'U') {
+		family = '6';
+	put_str(&b, host);
+	buf_append_char(&b, family);
+	if (family != 'U') {
 		buf_append(&b, "\0\0", 2);          /* the client's port: not kept */
 		put_str(&b, m->client_ip);
 	}

@@ -191,9 +191,13 @@ spf_check(const struct hygiene_msg *m, const char *rec_dom)
 	const char *helo = m->client_helo != NULL ? m->client_helo : "";
 	if (m->sender[0] == '\0' && helo[0] == '\0')
 		return HAUTH_NONE;
-	SPF_server_t *sp = SPF_server_new_dns(spf_dns_new(hygiene_dns(m->h)), 0);
-	if (sp == NULL)
+	/* A server made with SPF_server_new_dns() does not own its DNS layer. */
+	SPF_dns_server_t *layer = spf_dns_new(hygiene_dns(m->h));
+	SPF_server_t *sp = SPF_server_new_dns(layer, 0);
+	if (sp == NULL) {
+		spf_dns_destroy(layer);
 		return HAUTH_TEMPERROR;
+	}
 	if (rec_dom != NULL)
 		SPF_server_set_rec_dom(sp, rec_dom);
 	enum hygiene_auth out = HAUTH_NONE;
@@ -214,6 +218,7 @@ done:
 		SPF_response_free(resp);
 	SPF_request_free(req);
 	SPF_server_free(sp);
+	spf_dns_destroy(layer);
 	free(from);
 	return out;
 }

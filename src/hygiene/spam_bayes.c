@@ -39,7 +39,7 @@
 #include "lib/strutil.h"
 
 #define SPAM_POOL_MAX 64
-#define SPAM_CLUES_MAX 150
+#define SPAM_CLUES_MAX 300
 #define SPAM_HEADER_CLUES_MAX 5
 #define SPAM_CLUE_MIN_DIST 0.1
 #define SPAM_PRIOR_X 0.5

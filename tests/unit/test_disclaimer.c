@@ -301,6 +301,17 @@ test_already_disclaimed(void **state)
 	    "> Hello\r\n> --\r\n> Sent by Alice Smith <alice@acme.test> of acme.test (acme).\r\n";
 	assert_null(run(reply, &r));
 	hygiene_result_free(&r);
+	/* another sender of the tenant replying: the company text is there */
+	const char *other = HDRS "Content-Type: text/plain\r\n\r\nOK\r\n\r\n"
+	    "> Sent by Carol <carol@acme.test> of acme.test (acme).\r\n> Confidential.\r\n";
+	policy_reset("Sent by {sender_name}\\nAcme Corp. confidential notice", "");
+	char *o1 = run(other, &r);
+	assert_non_null(o1);                 /* this template's text is not there */
+	hygiene_result_free(&r);
+	/* now it is: Dave replying gets no second one although his name differs */
+	assert_null(run_dir(o1, &r, QUEUE_OUTBOUND, "Dave Jones"));
+	hygiene_result_free(&r);
+	free(o1);
 	free(once);
 }
 
@@ -444,6 +455,12 @@ test_parser_agreement(void **state)
 	const char *digest = HDRS "Content-Type: multipart/digest; boundary=\"D\"\r\n\r\n"
 	    "--D\r\n\r\nFrom: x@y.test\r\nSubject: inner\r\n\r\ninner body\r\n--D--\r\n";
 	assert_null(run(digest, &r));
+	hygiene_result_free(&r);
+	/* a delivery report is not branded */
+	const char *dsn = HDRS "Content-Type: multipart/report; report-type=delivery-status; "
+	    "boundary=\"R\"\r\n\r\n--R\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+	    "--R\r\nContent-Type: message/delivery-status\r\n\r\nAction: failed\r\n--R--\r\n";
+	assert_null(run(dsn, &r));
 	hygiene_result_free(&r);
 	/* an mbox "From " line: no header block, no body to change */
 	const char *mbox = "From alice@acme.test Mon Jan  1 00:00:00 2024\r\n"
