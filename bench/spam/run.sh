@@ -121,7 +121,7 @@ chmod -R a+rwX "$sa"
 port=$(free_port)
 user=$(id -un); [[ "$user" == root ]] && user=nobody
 spamd -L -x -m 1 -i 127.0.0.1 -p "$port" -u "$user" --siteconfigpath "$sa/conf" \
-	--helper-home-dir "$sa/home" -s "$sa/spamd.log" -r "$sa/spamd.pid" &
+	--helper-home-dir "$sa/home" -r "$sa/spamd.pid" >"$sa/spamd.log" 2>&1 &
 spamd_pid=$!
 for _ in $(seq 300); do
 	python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break

@@ -454,31 +454,50 @@ cli_option_name(const char *name, const char *end)
 	return out;
 }
 
-/* Splits options from positional arguments into args (a JSON object). */
+/* One "-..." argument at argv[*i] (may consume the next one).  0 or a usage exit. */
+static int
+cli_parse_option(const struct cli_sub *s, int argc, char **argv, int *i, json_t *args,
+    int *json_r)
+{
+	const char *a = argv[*i];
+	if (strcmp(a, "--json") == 0) {
+		*json_r = 1;
+		return 0;
+	}
+	if (!cli_option_known(s, a))
+		return cli_usage_error(s, NULL, "unknown option", a);
+	const char *eq = strchr(a, '=');
+	if (eq != NULL) {
+		json_object_set_new(args, cli_option_name(a + 2, eq), json_string(eq + 1));
+		return 0;
+	}
+	if (*i + 1 >= argc)
+		return cli_usage_error(s, NULL, "option needs a value", a);
+	json_object_set_new(args, cli_option_name(a + 2, NULL), json_string(argv[++*i]));
+	return 0;
+}
+
+/* Splits options from positional arguments into args (a JSON object); after
+ * "--" everything is positional (a value may then start with "-"). */
 static int
 cli_parse_args(const struct cli_sub *s, int argc, char **argv, json_t *args, int *json_r)
 {
-	int npos = 0;
+	int npos = 0, options_end = 0;
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
-		if (strcmp(a, "--json") == 0) {
-			*json_r = 1;
-		} else if (cli_option_known(s, a)) {
-			const char *eq = strchr(a, '=');
-			if (eq != NULL) {
-				json_object_set_new(args, cli_option_name(a + 2, eq), json_string(eq + 1));
-				continue;
-			}
-			if (i + 1 >= argc)
-				return cli_usage_error(s, NULL, "option needs a value", a);
-			json_object_set_new(args, cli_option_name(a + 2, NULL), json_string(argv[++i]));
-		} else if (a[0] == '-' && a[1] != '\0') {
-			return cli_usage_error(s, NULL, "unknown option", a);
-		} else if (npos >= CLI_MAX_ARGS || s->args[npos] == NULL) {
-			return cli_usage_error(s, NULL, "too many arguments", a);
-		} else {
-			json_object_set_new(args, s->args[npos++], json_string(a));
+		if (!options_end && strcmp(a, "--") == 0) {
+			options_end = 1;
+			continue;
 		}
+		if (!options_end && a[0] == '-' && a[1] != '\0') {
+			int rc = cli_parse_option(s, argc, argv, &i, args, json_r);
+			if (rc != 0)
+				return rc;
+			continue;
+		}
+		if (npos >= CLI_MAX_ARGS || s->args[npos] == NULL)
+			return cli_usage_error(s, NULL, "too many arguments", a);
+		json_object_set_new(args, s->args[npos++], json_string(a));
 	}
 	if (npos < s->nrequired)
 		return cli_usage_error(s, NULL, "missing argument", s->args[npos]);

@@ -11,8 +11,9 @@
  *	                 domains, copy of the envelope, worker_submit
  *	  hygiene pool   scan_work(): read the spooled message back, run the
  *	                 stages, then by action: write the final message
- *	                 (added fields + verdict header + content) into the
- *	                 writer, or store the original in the quarantine
+ *	                 (our Received:, the added fields, the verdict header,
+ *	                 the rest of the content) into the writer, or store the
+ *	                 original in the quarantine
  *	  loop thread    scan_done(): log line, DLP notification, the
  *	                 session's callback with the verdict, free the job
  *	The writer is the session's throughout; the session touches it only
@@ -290,20 +291,42 @@ verdict_header(const struct hygiene_result *r, struct buf *out)
 	hygiene_result_free(&tmp);
 }
 
-/* ACCEPT/TAG: the writer gets added fields + verdict + content, when any changed. */
+/* Length of our own Received: field at the start of data (folded lines included), or 0. */
+static size_t
+own_received_len(const unsigned char *data, size_t len)
+{
+	static const char name[] = "Received:";
+	if (len < sizeof(name) - 1 || memcmp(data, name, sizeof(name) - 1) != 0)
+		return 0;
+	for (size_t i = 0; i + 2 < len; i++)
+		if (data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] != ' ' && data[i + 2] != '\t')
+			return i + 2;
+	return 0;
+}
+
+/*
+ * ACCEPT/TAG: the writer gets the content with the added fields and the
+ * verdict header, when anything changed.  They go right after the Received:
+ * field mailark wrote for this hop, so trace fields stay on top.
+ */
 static void
 scan_finish_accept(struct scan_job *j, const unsigned char *data, size_t len)
 {
-	struct buf prefix = BUF_INIT;
-	buf_append(&prefix, j->r.headers.data, j->r.headers.len);
-	verdict_header(&j->r, &prefix);
-	if (prefix.len == 0 && j->r.rewritten == NULL) {
-		buf_free(&prefix);
+	struct buf added = BUF_INIT;
+	buf_append(&added, j->r.headers.data, j->r.headers.len);
+	verdict_header(&j->r, &added);
+	if (added.len == 0 && j->r.rewritten == NULL) {
+		buf_free(&added);
 		return;
 	}
 	const unsigned char *body = j->r.rewritten != NULL ? j->r.rewritten : data;
 	size_t blen = j->r.rewritten != NULL ? j->r.rewritten_len : len;
-	if (queue_writer_replace(j->w, prefix.data, prefix.len, body, blen) < 0) {
+	size_t own = own_received_len(body, blen);
+	struct buf prefix = BUF_INIT;
+	buf_append(&prefix, body, own);
+	buf_append(&prefix, added.data, added.len);
+	buf_free(&added);
+	if (queue_writer_replace(j->w, prefix.data, prefix.len, body + own, blen - own) < 0) {
 		j->error = errno != 0 ? errno : EIO;
 		log_error("hygiene_rewrite_failed", "id=%s error=%s", j->env.id, strerror(j->error));
 	}

@@ -721,7 +721,8 @@ txn_commit(struct smtp_session *sess, unsigned flags)
 	struct queue_writer *w = t->w;
 	t->w = NULL;
 	sess->commit_pending = 1;
-	session_enter(sess, S_COMMITTING);
+	if (sess->state != S_CLOSED)
+		session_enter(sess, S_COMMITTING);
 	queue_writer_commit(w, &env, commit_done, sess);
 }
 
@@ -749,13 +750,15 @@ scan_verdict(void *arg, const struct hygiene_verdict *v)
 	struct smtp_session *sess = arg;
 	struct smtp_txn *t = &sess->txn;
 	sess->scan_pending = 0;
-	if (sess->state == S_CLOSED) {
-		txn_reset(sess);                   /* never answered: the client retries */
-		txn_over(sess);
+	if (v->action <= HYGIENE_TAG && v->error == 0) {
+		/* Also when the client is gone: like a commit under way, the
+		 * message that reached its end is kept (commit_done frees). */
+		txn_commit(sess, v->flags);
 		return;
 	}
-	if (v->action <= HYGIENE_TAG && v->error == 0) {
-		txn_commit(sess, v->flags);
+	if (sess->state == S_CLOSED) {
+		txn_reset(sess);
+		txn_over(sess);
 		return;
 	}
 	if (v->action <= HYGIENE_TAG) {
