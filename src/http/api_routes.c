@@ -163,7 +163,7 @@ const struct api_route api_routes[] = {
 	{ "GET", T "/spam/stats", "spam.stats", 0, 0, NULL, NULL,
 	    "How much the tenant's and the global classifier learned" },
 	/* DKIM keys (control_dkim.c) */
-	{ "POST", "/api/v1/dkim/{domain}/keygen", "dkim.keygen", 0, API_CREATED, "selector,bits",
+	{ "POST", "/api/v1/dkim/{domain}/keygen", "dkim.keygen", 0, API_CREATED, "selector,bits:i",
 	    NULL, "Generates the domain's DKIM key; returns the DNS TXT record" },
 	{ "GET", "/api/v1/dkim/{domain}", "dkim.show", 0, 0, NULL, NULL,
 	    "Shows the domain's DKIM selector and DNS TXT record" },

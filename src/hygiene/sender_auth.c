@@ -176,11 +176,14 @@ spf_query(SPF_server_t *sp, SPF_request_t *req, const char *ip)
 	resp = SPF_response_new(req);
 	SPF_record_t *rec = NULL;
 	if (SPF_server_get_record(sp, req, resp, &rec) == SPF_E_SUCCESS && rec != NULL) {
-		resp->spf_record_exp = rec;        /* as the query does; freed with resp */
+		/* As libspf2's own query: the record serves the explanation
+		 * while it is interpreted, then the caller frees it. */
+		resp->spf_record_exp = rec;
 		SPF_record_interpret(rec, req, resp, 0);
-	} else if (rec != NULL) {
-		SPF_record_free(rec);
+		resp->spf_record_exp = NULL;
 	}
+	if (rec != NULL)
+		SPF_record_free(rec);
 	return resp;
 }
 

@@ -160,7 +160,7 @@ def unbound_dnsfunc(u):
 # Runs inside `unshare -mn`: loopback up, unbound on 127.0.0.1:53, our
 # resolv.conf over /etc/resolv.conf, then opendkim-testmsg on the message.
 NETNS_SCRIPT = r"""
-import socket, subprocess, sys, time
+import socket, subprocess, sys
 conf, resolv, msg = sys.argv[1:4]
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 ub = subprocess.Popen(["unbound", "-d", "-c", conf], stdout=subprocess.DEVNULL,

@@ -10,7 +10,6 @@ import email
 import email.policy
 import smtplib
 import subprocess
-from pathlib import Path
 
 import dkim
 import pytest
@@ -18,23 +17,6 @@ import pytest
 from unbound_helper import Unbound
 
 HOST = "mx.mailark.test"
-
-
-class TxtUnbound(Unbound):
-    """Unbound with TXT records: unbound_helper writes local-data in double
-    quotes, which cannot hold the TXT's own quotes, so the records are added
-    here in single quotes and unbound restarted on the same port."""
-
-    def __init__(self, workdir, records):
-        super().__init__(workdir, [])
-        self.stop()
-        conf = Path(workdir) / "unbound.conf"
-        extra = "".join("  local-data: '%s'\n" % r for r in records)
-        conf.write_text(conf.read_text().replace("remote-control:", extra + "remote-control:"))
-        self.log = open(Path(workdir) / "unbound.log", "ab")
-        self.proc = subprocess.Popen(["unbound", "-d", "-c", str(conf)],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        self._wait_ready()
 
 
 def txt(name, value):
@@ -65,7 +47,7 @@ def env(tmp_path, mailark_daemon, smtp_primary, dkim_key):
         txt("quar.test.", "v=spf1 -all"),
         txt("_dmarc.quar.test.", "v=DMARC1; p=quarantine"),
     ]
-    u = TxtUnbound(tmp_path, records)
+    u = Unbound(tmp_path, records)
     p = smtp_primary()
     d = mailark_daemon(**{"hygiene.enabled": "yes", "delivery.dns_resolver": u.address,
                           "server.hostname": HOST})

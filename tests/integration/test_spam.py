@@ -2,7 +2,7 @@
 the thresholds (quarantine; tag with X-Spam-* headers and the subject tag)
 and the DNSBL test, with a blocklist zone served by unbound, `spam train` / `spam classify` on a slice of the
 SpamAssassin corpus, users' reports through the HTTP API retraining the
-classifier, and tenants' counts kept apart.
+classifier, tenants' counts kept apart, and rspamd (a stand-in HTTP server).
 """
 
 import email
@@ -204,3 +204,69 @@ def test_report_through_api_retrains(daemon):
     assert s["own"]["spam"] == 0 and s["own"]["ham"] == 1
     st, js, _ = api.post("/api/v1/tenants/acme/spam/report", {"message": text, "verdict": "maybe"})
     assert st == 400
+
+
+class FakeRspamd:
+    """A stand-in for rspamd's /checkv2: answers {"score": 6.5} and keeps
+    what it was sent (rspamd itself is not installed here)."""
+
+    def __init__(self, score=6.5):
+        import http.server
+        import threading
+        self.requests = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests.append((self.path, dict(self.headers), body))
+                data = ('{"score": %s, "required_score": 15}' % score).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
+def test_rspamd_score_added(daemon, smtp_primary):
+    primary = smtp_primary()
+    fake = FakeRspamd()
+    try:
+        d = daemon(**{"hygiene.rspamd_url": "http://127.0.0.1:%d" % fake.port})
+        setup_tenant(d, primary.port)
+        d.cli("policy", "set", "acme", "spam.rspamd", "yes")
+        code, _ = smtp_send(d, message("hello", "a note"))
+        assert code == 250
+        m = delivered(primary)
+        assert m["X-Spam-Flag"] == "YES"
+        assert "RSPAMD" in re.sub(r"\s+", " ", m["X-Spam-Status"])
+        path, headers, body = fake.requests[0]
+        assert path == "/checkv2"
+        assert headers["From"] == "alice@beta.test" and headers["Rcpt"] == "bob@acme.test"
+        assert headers["IP"] == "127.0.0.1" and headers["Helo"] == "client.test"
+        assert b"a note" in body
+    finally:
+        fake.stop()
+
+
+def test_rspamd_down_follows_on_failure(daemon, smtp_primary):
+    from conftest import free_port
+    primary = smtp_primary()
+    d = daemon(**{"hygiene.rspamd_url": "http://127.0.0.1:%d" % free_port()})
+    setup_tenant(d, primary.port)
+    d.cli("policy", "set", "acme", "spam.rspamd", "yes")
+    code, _ = smtp_send(d, message("open", "a note"))     # spam.on_failure = open
+    assert code == 250
+    d.cli("policy", "set", "acme", "spam.on_failure", "closed")
+    code, reply = smtp_send(d, message("closed", "a note"))
+    assert code == 451, reply
