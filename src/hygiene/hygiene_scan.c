@@ -49,6 +49,26 @@
 #define SCAN_HEADER_MAX 998          /* longest header value kept for the quarantine */
 #define DNSBL_ZONES_MAX 16
 
+/* ---- the policy store ------------------------------------------------ */
+
+static int
+policy_tenant_exists(struct store *st, const char *tenant)
+{
+	struct store_tenant t;
+	int found = store_tenant_get(st, tenant, &t);
+	if (found == 1) {
+		free(t.name);
+		free(t.region);
+		free(t.unknown_recipients);
+	}
+	return found;
+}
+
+const struct policy_store_ops hygiene_policy_store_ops = {
+	store_hygiene_policy_list, store_hygiene_policy_set, store_hygiene_policy_unset,
+	policy_tenant_exists,
+};
+
 /* ---- start / stop ---------------------------------------------------- */
 
 int
@@ -62,6 +82,7 @@ hygiene_start(struct server *srv, char **err_r)
 		free(h);
 		return -1;
 	}
+	h->policy_ops = &hygiene_policy_store_ops;
 	if (policy_cache_new(h, err_r) < 0)
 		goto fail;
 	if (spam_db_open(srv->cfg->data_dir, &h->spam, err_r) < 0)
@@ -291,17 +312,27 @@ verdict_header(const struct hygiene_result *r, struct buf *out)
 	hygiene_result_free(&tmp);
 }
 
-/* Length of our own Received: field at the start of data (folded lines included), or 0. */
+/*
+ * Length of the Received: field the session wrote at the start of data, or
+ * 0.  Its last line always ends with the date's "+0000" (smtp_session.c
+ * write_received) and comes after "id QID"; searching for that, instead of
+ * for the end of the folded field, is immune to a message whose own first
+ * line starts with blanks.
+ */
 static size_t
-own_received_len(const unsigned char *data, size_t len)
+own_received_len(const unsigned char *data, size_t len, const char *qid)
 {
-	static const char name[] = "Received:";
-	if (len < sizeof(name) - 1 || memcmp(data, name, sizeof(name) - 1) != 0)
+	static const char name[] = "Received:", end[] = "+0000\r\n";
+	size_t lim = len < 4096 ? len : 4096;
+	if (lim < sizeof(name) - 1 || memcmp(data, name, sizeof(name) - 1) != 0)
 		return 0;
-	for (size_t i = 0; i + 2 < len; i++)
-		if (data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] != ' ' && data[i + 2] != '\t')
-			return i + 2;
-	return 0;
+	char idtok[ID_LEN + 8];
+	snprintf(idtok, sizeof(idtok), " id %s", qid);
+	const unsigned char *id = memmem(data, lim, idtok, strlen(idtok));
+	if (id == NULL)
+		return 0;
+	const unsigned char *e = memmem(id, lim - (size_t)(id - data), end, sizeof(end) - 1);
+	return e != NULL ? (size_t)(e - data) + sizeof(end) - 1 : 0;
 }
 
 /*
@@ -321,7 +352,7 @@ scan_finish_accept(struct scan_job *j, const unsigned char *data, size_t len)
 	}
 	const unsigned char *body = j->r.rewritten != NULL ? j->r.rewritten : data;
 	size_t blen = j->r.rewritten != NULL ? j->r.rewritten_len : len;
-	size_t own = own_received_len(body, blen);
+	size_t own = own_received_len(body, blen, j->env.id);
 	struct buf prefix = BUF_INIT;
 	buf_append(&prefix, body, own);
 	buf_append(&prefix, added.data, added.len);

@@ -14,7 +14,8 @@
  *	(any thread) frees.  The cache (h->policies, loop thread) keeps one
  *	snapshot per tenant, built from the store on first use and rebuilt
  *	by policy_set().  The install defaults are one process-wide snapshot
- *	that is never freed.
+ *	that is never freed.  The settings are read and written through
+ *	h->policy_ops (mailark.db, see hygiene_internal.h).
  *
  *	Lists are comma-separated; "\," is a comma inside an item (regexes).
  *	Setting a key (except a text) to "default" removes the tenant's value.
@@ -36,7 +37,6 @@
 #include "lib/mem.h"
 #include "lib/strutil.h"
 #include "server.h"
-#include "store/store.h"
 
 #define LIST_MAX_ITEMS 1000
 #define LIST_ITEM_MAX 254
@@ -145,7 +145,8 @@ static const struct policy_key policy_keys[] = {
 	    "exe, scr, com, pif, bat, cmd, cpl, js, jse, vbs, vbe, wsf, wsh, hta, msi, lnk, reg, "
 	    "ps1, jar", KC_TYPE, "file name extensions refused"),
 	LIST("attach.block_types", attach_block_types,
-	    "application/x-dosexec, application/x-msdownload, application/vnd.microsoft.portable-executable", KC_TYPE,
+	    "application/x-dosexec, application/x-msdownload, "
+	    "application/vnd.microsoft.portable-executable", KC_TYPE,
 	    "content types refused, as libmagic detects them"),
 	ENUM("attach.action", attach_action, "reject", act_names,
 	    "a blocked attachment: none, tag, quarantine or reject"),
@@ -168,7 +169,8 @@ static const struct policy_key policy_keys[] = {
 	TEXT("disclaimer.html", disclaimer_html, "", KC_NONE, TEXT_MAX,
 	    "HTML disclaimer appended to outbound HTML parts (empty: none)"),
 	BOOL("dkim.sign", dkim_sign, "yes", "DKIM-sign outbound mail of domains with a key"),
-	LIST("dlp.keywords", dlp_keywords, "", KC_PHRASE, "words or phrases outbound mail must not carry"),
+	LIST("dlp.keywords", dlp_keywords, "", KC_PHRASE,
+	    "words or phrases outbound mail must not carry"),
 	LIST("dlp.patterns", dlp_patterns, "", KC_REGEX,
 	    "POSIX extended regexes outbound mail must not match (\\, for a comma)"),
 	BOOL("dlp.cards", dlp_cards, "no", "look for payment card numbers (Luhn-valid)"),
@@ -244,6 +246,28 @@ addr_pattern_valid(const char *s)
 	return 1;
 }
 
+/* local@domain: a plain local part, a valid domain. */
+static int
+address_valid(const char *s)
+{
+	const char *at = strrchr(s, '@');
+	if (at == NULL || at == s || (size_t)(at - s) > 64 || !domain_valid(at + 1) ||
+	    strchr(at + 1, '.') == NULL)
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)s; p < (const unsigned char *)at; p++)
+		if (*p <= ' ' || *p == 0x7f || strchr("<>(),;:\\\"[]", *p) != NULL)
+			return 0;
+	return 1;
+}
+
+static void
+strings_free(char **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
 static int
 printable(const char *s)
 {
@@ -292,7 +316,7 @@ check_value(enum key_check c, char *v, const char **why)
 		return 0;
 	case KC_ADDRESS:
 		*why = "not an address (local@domain)";
-		return v[0] == '\0' || store_address_valid(v) ? 0 : -1;
+		return v[0] == '\0' || address_valid(v) ? 0 : -1;
 	}
 	return -1;
 }
@@ -611,23 +635,24 @@ policy_cache_free(struct hygiene *h)
 	h->policies = NULL;
 }
 
+/* The store, when there is one to keep settings in (ops set by hygiene_start). */
 static struct store *
 policy_store(struct hygiene *h)
 {
-	return h != NULL && h->srv != NULL ? h->srv->store : NULL;
+	return h != NULL && h->srv != NULL && h->policy_ops != NULL ? h->srv->store : NULL;
 }
 
 /* Builds the tenant's snapshot from the store; NULL on a store error. */
 static struct hygiene_policy *
-snapshot_load(struct store *st, const char *tenant)
+snapshot_load(struct hygiene *h, const char *tenant)
 {
 	char **keys = NULL, **values = NULL;
 	size_t n = 0;
-	if (store_hygiene_policy_list(st, tenant, &keys, &values, &n) < 0)
+	if (h->policy_ops->list(policy_store(h), tenant, &keys, &values, &n) < 0)
 		return NULL;
 	struct hygiene_policy *p = snapshot_build(tenant, keys, values, n);
-	store_strings_free(keys, n);
-	store_strings_free(values, n);
+	strings_free(keys, n);
+	strings_free(values, n);
 	return p;
 }
 
@@ -673,7 +698,7 @@ policy_get(struct hygiene *h, const char *tenant)
 	if (e != NULL) {
 		ret = snapshot_ref((struct hygiene_policy *)e->p);
 	} else {
-		struct hygiene_policy *p = snapshot_load(st, t);
+		struct hygiene_policy *p = snapshot_load(h, t);
 		if (p == NULL) {
 			ret = policy_defaults();
 		} else {
@@ -688,16 +713,11 @@ policy_get(struct hygiene *h, const char *tenant)
 /* ---- set / describe ------------------------------------------------------ */
 
 static int
-tenant_check(struct store *st, const char *tenant, char **err_r)
+tenant_check(struct hygiene *h, const char *tenant, char **err_r)
 {
-	struct store_tenant t;
-	int found = store_tenant_get(st, tenant, &t);
-	if (found == 1) {
-		free(t.name);
-		free(t.region);
-		free(t.unknown_recipients);
+	int found = h->policy_ops->tenant_exists(policy_store(h), tenant);
+	if (found == 1)
 		return 0;
-	}
 	if (found == 0)
 		err_setf(err_r, "no tenant '%s'", tenant);
 	else
@@ -739,15 +759,15 @@ policy_set(struct hygiene *h, const char *tenant, const char *key, const char *v
 	char *norm = NULL;
 	int rc = -1;
 	int reset = k->type != KT_TEXT && strcasecmp(value, "default") == 0;
-	if (tenant_check(st, t, err_r) < 0)
+	if (tenant_check(h, t, err_r) < 0)
 		goto out;
 	if (reset)
-		rc = store_hygiene_policy_unset(st, t, k->name, err_r);
+		rc = h->policy_ops->unset(st, t, k->name, err_r);
 	else if (value_normalise(k, value, &norm, err_r) == 0)
-		rc = store_hygiene_policy_set(st, t, k->name, norm, err_r);
+		rc = h->policy_ops->set(st, t, k->name, norm, err_r);
 	if (rc < 0)
 		goto out;
-	struct hygiene_policy *p = snapshot_load(st, t);
+	struct hygiene_policy *p = snapshot_load(h, t);
 	if (p != NULL && h->policies != NULL)
 		cache_put(h->policies, t, p);
 	else if (p != NULL)
@@ -769,7 +789,7 @@ policy_describe(struct hygiene *h, const char *tenant)
 	size_t n = 0;
 	struct store *st = policy_store(h);
 	char *t = tenant != NULL ? str_lower(xstrdup(tenant)) : NULL;
-	if (st != NULL && t != NULL && store_hygiene_policy_list(st, t, &keys, &values, &n) < 0)
+	if (st != NULL && t != NULL && h->policy_ops->list(st, t, &keys, &values, &n) < 0)
 		n = 0;
 	json_t *arr = json_array();
 	for (size_t i = 0; i < NKEYS; i++) {
@@ -785,8 +805,8 @@ policy_describe(struct hygiene *h, const char *tenant)
 		buf_free(&v);
 		buf_free(&dv);
 	}
-	store_strings_free(keys, n);
-	store_strings_free(values, n);
+	strings_free(keys, n);
+	strings_free(values, n);
 	free(t);
 	policy_release(&d);
 	policy_release(&p);

@@ -141,6 +141,8 @@ dnsbl_name(const char *ip, const char *zone, char *out, size_t size)
 {
 	unsigned char a[16];
 	struct buf b = BUF_INIT;
+	if (strncasecmp(ip, "::ffff:", 7) == 0 && strchr(ip, '.') != NULL)
+		ip += 7;                                   /* IPv4-mapped: the IPv4 lists */
 	if (inet_pton(AF_INET, ip, a) == 1) {
 		buf_appendf(&b, "%u.%u.%u.%u.%s", a[3], a[2], a[1], a[0], zone);
 	} else if (inet_pton(AF_INET6, ip, a) == 1) {

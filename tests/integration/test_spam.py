@@ -1,8 +1,9 @@
-"""Antispam against the real daemon: GTUBE through the SMTP pipeline (550),
-the thresholds (quarantine; tag with X-Spam-* headers and the subject tag)
-and the DNSBL test, with a blocklist zone served by unbound, `spam train` / `spam classify` on a slice of the
-SpamAssassin corpus, users' reports through the HTTP API retraining the
-classifier, tenants' counts kept apart, and rspamd (a stand-in HTTP server).
+"""Antispam against the real daemon: GTUBE through the SMTP pipeline (550, or
+quarantine and tag under higher thresholds); the thresholds (quarantine; tag
+with X-Spam-* headers and the subject tag) and the DNSBL test, with a
+blocklist zone served by unbound; `spam train` / `spam classify` on a slice
+of the SpamAssassin corpus; users' reports through the HTTP API retraining
+the classifier; tenants' counts kept apart; rspamd (a stand-in HTTP server).
 """
 
 import email
@@ -82,6 +83,22 @@ def test_gtube_rejected_by_default(daemon, smtp_primary):
     m = delivered(primary)
     assert m["X-Spam-Flag"] is None
     assert m["X-Spam-Status"].startswith("No, score=")
+
+
+def test_gtube_quarantined_or_tagged_under_higher_thresholds(daemon, smtp_primary):
+    primary = smtp_primary()
+    d = daemon()
+    setup_tenant(d, primary.port)
+    d.cli("policy", "set", "acme", "spam.reject_score", "10000")
+    code, _ = smtp_send(d, message("held", "hello\r\n" + GTUBE))
+    assert code == 250
+    d.wait_log(r"hygiene.*quarantine", timeout=10)
+    d.cli("policy", "set", "acme", "spam.quarantine_score", "5000")
+    code, _ = smtp_send(d, message("tagged", "hello\r\n" + GTUBE))
+    assert code == 250
+    m = delivered(primary)
+    assert len(primary.messages) == 1 and m["Subject"] == "tagged"
+    assert m["X-Spam-Flag"] == "YES" and "GTUBE" in m["X-Spam-Status"]
 
 
 def listed(d, **policy):

@@ -41,6 +41,7 @@ fx_open(struct fixture *f)
 	memset(&f->h, 0, sizeof(f->h));
 	assert_int_equal(store_open(f->db, &f->srv.store, &err), 0);
 	f->h.srv = &f->srv;
+	f->h.policy_ops = &hygiene_policy_store_ops;
 	assert_int_equal(policy_cache_new(&f->h, &err), 0);
 }
 
