@@ -22,6 +22,7 @@
 #include "queue/queue.h"
 #include "audit/audit.h"
 #include "auth/principal.h"
+#include "hygiene/policy.h"
 #include "server.h"
 #include "store/store.h"
 
@@ -193,6 +194,7 @@ control_tenant_remove(struct server *srv, const struct principal *who, json_t *a
 	const char *name = control_arg(args, "name", err_r);
 	if (name == NULL || store_tenant_remove(srv->store, name, err_r) < 0)
 		return -1;
+	policy_forget(srv->hygiene, name);
 	return 0;
 }
 

@@ -160,37 +160,15 @@ skip_cfws(const unsigned char *p, const unsigned char *end)
 	return p;
 }
 
-/* The end of the header field starting at p (just past its last CRLF). */
-static const unsigned char *
-field_end(const unsigned char *p, const unsigned char *end)
-{
-	while (p < end) {
-		const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
-		if (nl == NULL)
-			return end;
-		p = nl + 1;
-		if (p >= end || (*p != ' ' && *p != '\t'))
-			return p;
-	}
-	return end;
-}
-
-/* Is the field [p, fend) an Authentication-Results naming authserv_id? */
+/* Does the Authentication-Results value [v, v+vlen) name authserv-id arg? */
 static int
-field_is_forged(const unsigned char *p, const unsigned char *fend, const char *authserv_id)
+value_names_us(const unsigned char *v, size_t vlen, void *arg)
 {
-	static const char name[] = "Authentication-Results";
-	size_t nlen = sizeof(name) - 1;
-	if ((size_t)(fend - p) <= nlen || strncasecmp((const char *)p, name, nlen) != 0)
-		return 0;
-	const unsigned char *q = p + nlen;
-	while (q < fend && (*q == ' ' || *q == '\t'))
-		q++;
-	if (q >= fend || *q != ':')
-		return 0;
-	q = skip_cfws(q + 1, fend);
+	const char *authserv_id = arg;
+	const unsigned char *end = v + vlen;
+	const unsigned char *q = skip_cfws(v, end);
 	const unsigned char *id = q;
-	while (q < fend && *q != ';' && *q != ' ' && *q != '\t' && *q != '\r' && *q != '\n'
+	while (q < end && *q != ';' && *q != ' ' && *q != '\t' && *q != '\r' && *q != '\n'
 	    && *q != '(')
 		q++;
 	size_t idlen = (size_t)(q - id);
@@ -206,28 +184,6 @@ auth_results_rename_forged(const unsigned char *data, size_t len, const char *au
 	*outlen_r = 0;
 	if (authserv_id == NULL || authserv_id[0] == '\0')
 		return 0;
-	const unsigned char *end = data + len;
-	const unsigned char *p = data;
-	struct buf out = BUF_INIT;
-	int renamed = 0;
-	while (p < end && *p != '\r' && *p != '\n') {
-		const unsigned char *fend = field_end(p, end);
-		if (field_is_forged(p, fend, authserv_id)) {
-			buf_append_str(&out, AUTH_RESULTS_RENAMED);
-			buf_append(&out, p + strlen("Authentication-Results"),
-			    (size_t)(fend - p) - strlen("Authentication-Results"));
-			renamed++;
-		} else {
-			buf_append(&out, p, (size_t)(fend - p));
-		}
-		p = fend;
-	}
-	if (renamed == 0) {
-		buf_free(&out);
-		return 0;
-	}
-	buf_append(&out, p, (size_t)(end - p));
-	*outlen_r = out.len;
-	*out_r = (unsigned char *)buf_steal(&out);
-	return renamed;
+	return hygiene_header_rename(data, len, "Authentication-Results", AUTH_RESULTS_RENAMED,
+	    value_names_us, (void *)authserv_id, out_r, outlen_r);
 }

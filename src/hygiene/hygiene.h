@@ -44,6 +44,10 @@
 #include "lib/buf.h"
 #include "queue/queue.h"
 
+/* The verdict recorded with accepted mail; one arriving from outside is renamed. */
+#define HYGIENE_VERDICT_HEADER  "X-Mailark-Hygiene"
+#define HYGIENE_VERDICT_RENAMED "X-Mailark-Removed-Hygiene"
+
 struct server;
 struct hygiene;
 struct hygiene_policy;
@@ -141,6 +145,18 @@ void hygiene_result_rewrite(struct hygiene_result *r, unsigned char *data, size_
 void hygiene_result_content(const struct hygiene_msg *m, const struct hygiene_result *r,
     const unsigned char **data_r, size_t *len_r);
 void hygiene_result_free(struct hygiene_result *r);
+
+/*
+ * Copies a message with every field of its header block called `name`
+ * (case-insensitive) renamed to `newname`, when match(value, vlen, arg)
+ * says so (match NULL: every such field); value is what follows the colon,
+ * folds included.  Returns how many were renamed; when > 0, *out_r is the
+ * new message (malloc'd, the caller owns it), else NULL.  Any thread.
+ */
+typedef int hygiene_header_match_fn(const unsigned char *value, size_t vlen, void *arg);
+int hygiene_header_rename(const unsigned char *data, size_t len, const char *name,
+    const char *newname, hygiene_header_match_fn *match, void *arg, unsigned char **out_r,
+    size_t *outlen_r);
 
 /* ---- the daemon ---- */
 int hygiene_start(struct server *srv, char **err_r);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/mem.h"
 
@@ -143,4 +144,65 @@ hygiene_result_free(struct hygiene_result *r)
 	free(r->notify_to);
 	free(r->notify_text);
 	memset(r, 0, sizeof(*r));
+}
+
+/* The end of the header field starting at p (just past its last line end). */
+static const unsigned char *
+field_end(const unsigned char *p, const unsigned char *end)
+{
+	while (p < end) {
+		const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			return end;
+		p = nl + 1;
+		if (p >= end || (*p != ' ' && *p != '\t'))
+			return p;
+	}
+	return end;
+}
+
+/* The value of field [p, fend) when it is called `name`, else NULL. */
+static const unsigned char *
+field_value(const unsigned char *p, const unsigned char *fend, const char *name)
+{
+	size_t nlen = strlen(name);
+	if ((size_t)(fend - p) <= nlen || strncasecmp((const char *)p, name, nlen) != 0)
+		return NULL;
+	const unsigned char *q = p + nlen;
+	while (q < fend && (*q == ' ' || *q == '\t'))
+		q++;
+	return q < fend && *q == ':' ? q + 1 : NULL;
+}
+
+int
+hygiene_header_rename(const unsigned char *data, size_t len, const char *name,
+    const char *newname, hygiene_header_match_fn *match, void *arg, unsigned char **out_r,
+    size_t *outlen_r)
+{
+	*out_r = NULL;
+	*outlen_r = 0;
+	const unsigned char *end = data + len, *p = data;
+	size_t nlen = strlen(name);
+	struct buf out = BUF_INIT;
+	int renamed = 0;
+	while (p < end && *p != '\r' && *p != '\n') {
+		const unsigned char *fend = field_end(p, end);
+		const unsigned char *v = field_value(p, fend, name);
+		if (v != NULL && (match == NULL || match(v, (size_t)(fend - v), arg))) {
+			buf_append_str(&out, newname);
+			buf_append(&out, p + nlen, (size_t)(fend - p) - nlen);
+			renamed++;
+		} else {
+			buf_append(&out, p, (size_t)(fend - p));
+		}
+		p = fend;
+	}
+	if (renamed == 0) {
+		buf_free(&out);
+		return 0;
+	}
+	buf_append(&out, p, (size_t)(end - p));
+	*outlen_r = out.len;
+	*out_r = (unsigned char *)buf_steal(&out);
+	return renamed;
 }

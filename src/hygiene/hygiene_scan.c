@@ -305,7 +305,7 @@ verdict_header(const struct hygiene_result *r, struct buf *out)
 		return;
 	struct hygiene_result tmp;
 	memset(&tmp, 0, sizeof(tmp));
-	hygiene_result_add_header(&tmp, "X-Mailark-Hygiene", "action=%s; score=%.1f; reasons=%.*s",
+	hygiene_result_add_header(&tmp, HYGIENE_VERDICT_HEADER, "action=%s; score=%.1f; reasons=%.*s",
 	    hygiene_action_name(r->action), r->score, (int)r->reasons.len,
 	    r->reasons.len > 0 ? r->reasons.data : "");
 	buf_append(out, tmp.headers.data, tmp.headers.len);
@@ -346,6 +346,14 @@ scan_finish_accept(struct scan_job *j, const unsigned char *data, size_t len)
 	struct buf added = BUF_INIT;
 	buf_append(&added, j->r.headers.data, j->r.headers.len);
 	verdict_header(&j->r, &added);
+	/* A verdict header that came with the message is not ours: renamed. */
+	unsigned char *unforged = NULL;
+	size_t ulen = 0;
+	const unsigned char *cur = j->r.rewritten != NULL ? j->r.rewritten : data;
+	size_t clen = j->r.rewritten != NULL ? j->r.rewritten_len : len;
+	if (hygiene_header_rename(cur, clen, HYGIENE_VERDICT_HEADER, HYGIENE_VERDICT_RENAMED, NULL,
+	    NULL, &unforged, &ulen) > 0)
+		hygiene_result_rewrite(&j->r, unforged, ulen);
 	if (added.len == 0 && j->r.rewritten == NULL) {
 		buf_free(&added);
 		return;

@@ -685,6 +685,27 @@ cache_put(struct policy_cache *c, const char *tenant, struct hygiene_policy *p)
 	c->n++;
 }
 
+void
+policy_forget(struct hygiene *h, const char *tenant)
+{
+	struct policy_cache *c = h != NULL ? h->policies : NULL;
+	if (c == NULL || tenant == NULL)
+		return;
+	char *t = str_lower(xstrdup(tenant));
+	for (struct cache_entry **pp = &c->head; *pp != NULL; pp = &(*pp)->next) {
+		struct cache_entry *e = *pp;
+		if (strcmp(e->tenant, t) != 0)
+			continue;
+		*pp = e->next;
+		policy_release(&e->p);
+		free(e->tenant);
+		free(e);
+		c->n--;
+		break;
+	}
+	free(t);
+}
+
 const struct hygiene_policy *
 policy_get(struct hygiene *h, const char *tenant)
 {

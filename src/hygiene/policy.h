@@ -102,6 +102,9 @@ void policy_cache_free(struct hygiene *h);
 /* A snapshot of the tenant's policy (tenant NULL or unknown: defaults).
  * Loop thread; never NULL.  The caller releases it. */
 const struct hygiene_policy *policy_get(struct hygiene *h, const char *tenant);
+/* Drops the tenant's cached snapshot (the tenant was removed: its rows went
+ * with it, and a tenant added again under the name starts from defaults). */
+void policy_forget(struct hygiene *h, const char *tenant);
 /* Any thread.  Sets *p to NULL. */
 void policy_release(const struct hygiene_policy **p);
 /* The defaults, for tools without a daemon (spam classify offline). Caller releases. */

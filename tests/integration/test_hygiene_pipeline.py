@@ -120,6 +120,22 @@ def test_tagged_message_gets_verdict_after_our_received(daemon, smtp_primary):
     d.wait_log(r" hygiene id=\S+ tenant=acme direction=inbound action=tag ")
 
 
+def test_forged_verdict_header_renamed(daemon, smtp_primary):
+    """A sender cannot pass its own verdict off as ours: an incoming
+    X-Mailark-Hygiene field is renamed, ours is the only one left."""
+    primary = smtp_primary()
+    d = daemon()
+    setup_tenant(d, primary.port)
+    d.cli("policy", "set", "acme", "spam.tag_score", "0")
+    forged = b"X-Mailark-Hygiene: action=accept; score=0.0; reasons=none\r\n"
+    send(d, forged + simple("forged verdict"))
+    got = primary.wait_for(1)[0].data
+    head, _ = header_block(got)
+    assert b"X-Mailark-Removed-Hygiene: action=accept; score=0.0; reasons=none" in head
+    verdicts = re.findall(rb"^X-Mailark-Hygiene: ([^\r]*)", head, re.M)
+    assert len(verdicts) == 1 and verdicts[0].startswith(b"action=tag"), verdicts
+
+
 def test_quarantined_message_250_and_not_delivered(daemon, smtp_primary):
     primary = smtp_primary()
     d = daemon()

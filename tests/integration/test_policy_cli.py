@@ -84,6 +84,23 @@ def test_set_validates_and_persists(mailark_daemon):
     assert same(p["quarantine.user_release"]["value"], "yes")
 
 
+def test_removed_tenant_leaves_no_policy_behind(mailark_daemon):
+    """A tenant removed and added again under its name starts from the
+    defaults: neither the stored rows nor the cached snapshot survive."""
+    d = mailark_daemon()
+    d.cli("tenant", "add", "acme")
+    d.cli("policy", "set", "acme", "spam.tag_score", "2")
+    d.cli("policy", "set", "acme", "disclaimer.text", "--", "-- \\nAcme")
+    p = policy(d)
+    assert same(p["spam.tag_score"]["value"], 2)
+    assert p["disclaimer.text"]["value"].startswith("-- ")   # "--" ends the options
+    d.cli("tenant", "remove", "acme")
+    d.cli("tenant", "add", "acme")
+    p = policy(d)
+    assert same(p["spam.tag_score"]["value"], 5) and not p["spam.tag_score"]["set"]
+    assert p["disclaimer.text"]["value"] == "" and not p["disclaimer.text"]["set"]
+
+
 def test_api_get_put_and_roles(mailark_daemon):
     d = mailark_daemon()
     setup_acme(d)
