@@ -2,9 +2,9 @@
  * cli_spam.c — `mailark spam train|classify|stats` (cli_spam.h).
  *
  * Message files travel base64-encoded (byte-exact, whatever their charset)
- * in requests of at most SPAM_REQ_MAX bytes, under the control socket's
- * 64 KiB limit; a file larger than SPAM_FILE_MAX is sent cut to that size
- * (the classifier looks at the start of a message anyway).  `spam train`
+ * in batches of about SPAM_REQ_MAX bytes (a larger file goes alone), under
+ * the control socket's 96 MiB request limit; a file larger than
+ * SPAM_FILE_MAX is skipped with a message, never sent cut.  `spam train`
  * sends its batches, then waits until the daemon's workers have learnt
  * them all (spam.stats "pending") before it prints the counts.
  */
@@ -24,8 +24,8 @@
 #include "lib/buf.h"
 #include "lib/mem.h"
 
-#define SPAM_REQ_MAX (60 * 1024)
-#define SPAM_FILE_MAX (44 * 1024)
+#define SPAM_REQ_MAX (4 * 1024 * 1024)
+#define SPAM_FILE_MAX (64 * 1024 * 1024)   /* base64: 86 MiB, under the socket's 96 MiB */
 #define SPAM_WAIT_SEC 1800
 #define SPAM_FILES_MAX 1000000
 
@@ -107,7 +107,7 @@ file_list_free(struct file_list *l)
 	l->n = 0;
 }
 
-/* The file's first SPAM_FILE_MAX bytes, base64-encoded (caller frees). */
+/* The whole file, base64-encoded (caller frees); NULL when it cannot be sent. */
 static char *
 read_b64(const char *path)
 {
@@ -116,8 +116,15 @@ read_b64(const char *path)
 		fprintf(stderr, "mailark: cannot open %s\n", path);
 		return NULL;
 	}
-	unsigned char *raw = xmalloc(SPAM_FILE_MAX);
-	size_t n = fread(raw, 1, SPAM_FILE_MAX, f);
+	struct stat st;
+	if (fstat(fileno(f), &st) < 0 || st.st_size <= 0 || st.st_size > SPAM_FILE_MAX) {
+		fprintf(stderr, "mailark: %s: %s, skipped\n", path,
+		    st.st_size > SPAM_FILE_MAX ? "larger than 64 MiB" : "empty or unreadable");
+		fclose(f);
+		return NULL;
+	}
+	unsigned char *raw = xmalloc((size_t)st.st_size);
+	size_t n = fread(raw, 1, (size_t)st.st_size, f);
 	int bad = ferror(f);
 	fclose(f);
 	if (bad || n == 0) {

@@ -51,7 +51,8 @@ static const struct principal control_local_operator = {
 	.source = (char *)"local",
 };
 
-#define CONTROL_MAX_REQUEST (64 * 1024)
+/* Requests carry whole messages (spam training, classification), base64. */
+#define CONTROL_MAX_REQUEST (96 * 1024 * 1024)
 #define CONTROL_TIMEOUT_SEC 30
 #define CONTROL_CLIENT_TIMEOUT_MS (120 * 1000)
 #define CONTROL_MAX_RESPONSE (64 * 1024 * 1024)
@@ -194,12 +195,12 @@ control_read_cb(struct bufferevent *bev, void *arg)
 		if (evbuffer_get_length(in) > CONTROL_MAX_REQUEST) {
 			log_warn("control_bad_request", "conn=%llu error=too_long", cc->id);
 			evbuffer_drain(in, evbuffer_get_length(in));
-			control_send(cc, control_error_json("request too long (limit 64 KiB)"));
+			control_send(cc, control_error_json("request too long (limit 96 MiB)"));
 		}
 		return;
 	}
 	char *answer = len > CONTROL_MAX_REQUEST ?
-	    control_error_json("request too long (limit 64 KiB)") :
+	    control_error_json("request too long (limit 96 MiB)") :
 	    control_answer(cc->ctl, line, len);
 	free(line);
 	control_send(cc, answer);

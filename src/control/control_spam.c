@@ -5,8 +5,8 @@
  * Training writes SQLite and tokenizes whole messages, so spam.train and
  * spam.report hand the messages to the hygiene worker pool and answer at
  * once with what was queued; spam.stats shows `pending` until the workers
- * are done (the CLI waits for it).  A request is at most 64 KiB (control.c),
- * so large trainings arrive as many small batches.  spam.classify is one
+ * are done (the CLI waits for it).  A request is at most 96 MiB (control.c);
+ * the CLI sends large trainings as batches of a few MiB.  spam.classify is one
  * message and quick: it runs here, on the loop thread.
  */
 #include "control/control_handlers.h"

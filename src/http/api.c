@@ -331,7 +331,7 @@ api_handle(struct api *a, struct MHD_Connection *conn, const char *url, const ch
 		r = api_reply_error(&rq, rq.status, rq.code, rq.message);
 	else if (too_big)
 		r = api_reply_error(&rq, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
-		    "request body larger than 64 KiB");
+		    "request body larger than the route allows (64 KiB; 96 MiB for messages)");
 	else
 		r = api_serve(&rq);
 	json_decref(rq.args);

@@ -25,8 +25,13 @@ struct server;
 struct api;
 
 #define API_BODY_MAX (64 * 1024)
+/* Routes that carry whole messages (API_MESSAGE) take bodies up to this. */
+#define API_MESSAGE_BODY_MAX (96 * 1024 * 1024)
 
 struct api *api_new(struct server *srv);
+/* The largest body the route of (method, url) takes: API_BODY_MAX, or
+ * API_MESSAGE_BODY_MAX for API_MESSAGE routes.  Any thread. */
+size_t api_body_limit(const char *method, const char *url);
 enum MHD_Result api_handle(struct api *a, struct MHD_Connection *conn, const char *url,
     const char *method, const char *body, size_t len, int too_big);
 void api_stop(struct api *a);
@@ -49,6 +54,7 @@ enum api_special {
 #define API_PUBLIC   0x4    /* no credentials needed */
 #define API_PASS_LIMIT 0x8  /* the command takes args.limit: ask for what the page needs */
 #define API_FILE     0x10   /* the result names a file {path, content_type}: sent as the body */
+#define API_MESSAGE  0x20   /* the body carries whole messages: up to API_MESSAGE_BODY_MAX */
 
 struct api_route {
 	const char *method;

@@ -232,6 +232,20 @@ api_route_match(struct api_request *rq, const char *url)
 	return api_fail(rq, MHD_HTTP_NOT_FOUND, "not_found", "no such API route%s", "");
 }
 
+size_t
+api_body_limit(const char *method, const char *url)
+{
+	struct api_request rq;
+	memset(&rq, 0, sizeof(rq));
+	rq.method = method;
+	size_t limit = API_BODY_MAX;
+	if (api_route_match(&rq, url) == 0 && (rq.route->flags & API_MESSAGE) != 0)
+		limit = API_MESSAGE_BODY_MAX;
+	json_decref(rq.args);
+	free(rq.message_owned);
+	return limit;
+}
+
 /* ---- body and query ---------------------------------------------------------------- */
 
 static int

@@ -36,6 +36,7 @@ struct http_server {
 /* Per API request: the body as it arrives. */
 struct http_request {
 	struct buf body;
+	size_t limit;                /* api_body_limit() of the route */
 	int too_big;
 };
 
@@ -64,7 +65,7 @@ http_api(struct http_server *h, struct MHD_Connection *conn, const char *url,
 {
 	struct http_request *rq = *con_cls;
 	if (*upload_data_size != 0) {
-		if (rq->body.len + *upload_data_size > API_BODY_MAX)
+		if (rq->body.len + *upload_data_size > rq->limit)
 			rq->too_big = 1;
 		else
 			buf_append(&rq->body, upload_data, *upload_data_size);
@@ -103,9 +104,11 @@ http_handler(void *cls, struct MHD_Connection *conn, const char *url, const char
 {
 	struct http_server *h = cls;
 	if (*con_cls == NULL) {       /* first call: headers only */
-		if (http_is_api(url) && h->api != NULL)
-			*con_cls = xcalloc(1, sizeof(struct http_request));
-		else
+		if (http_is_api(url) && h->api != NULL) {
+			struct http_request *rq = xcalloc(1, sizeof(*rq));
+			rq->limit = api_body_limit(method, url);
+			*con_cls = rq;
+		} else
 			*con_cls = h;
 		return MHD_YES;
 	}

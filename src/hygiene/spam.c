@@ -63,25 +63,11 @@ tally_add(void *arg, const char *name, double score)
 	buf_append_str(&t->tests, name);
 }
 
-static const struct bayes_band {
-	double below;
-	const char *name;
-	double score;
-} bayes_bands[] = {
-	{ 0.01, "BAYES_00", -1.5 }, { 0.05, "BAYES_05", -0.5 }, { 0.20, "BAYES_20", 0.0 },
-	{ 0.40, "BAYES_40", 0.5 }, { 0.60, "BAYES_50", 2.5 }, { 0.80, "BAYES_60", 5.0 },
-	{ 0.95, "BAYES_80", 5.0 }, { 0.99, "BAYES_95", 5.5 }, { 0.999, "BAYES_99", 6.0 },
-	{ 2.0, "BAYES_999", 7.0 },
-};
-
 static void
 bayes_band_add(struct spam_tally *t, double p)
 {
-	for (size_t i = 0; i < sizeof(bayes_bands) / sizeof(bayes_bands[0]); i++)
-		if (p < bayes_bands[i].below) {
-			tally_add(t, bayes_bands[i].name, bayes_bands[i].score);
-			return;
-		}
+	const struct spam_bayes_band *b = spam_bayes_band(&spam_bayes_defaults, p);
+	tally_add(t, b->name, b->score);
 }
 
 int

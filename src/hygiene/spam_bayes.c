@@ -39,12 +39,26 @@
 #include "lib/strutil.h"
 
 #define SPAM_POOL_MAX 64
-#define SPAM_CLUES_MAX 300
-#define SPAM_HEADER_CLUES_MAX 5
-#define SPAM_CLUE_MIN_DIST 0.1
-#define SPAM_PRIOR_X 0.5
-#define SPAM_PRIOR_A 0.45
 #define SPAM_GLOBAL "global"
+
+/* Probability bands → score, named like SpamAssassin's BAYES_* rules. */
+static const struct spam_bayes_band default_bands[] = {
+	{ 0.01, "BAYES_00", -1.5 }, { 0.05, "BAYES_05", -0.5 }, { 0.20, "BAYES_20", 0.0 },
+	{ 0.40, "BAYES_40", 0.5 }, { 0.60, "BAYES_50", 2.5 }, { 0.80, "BAYES_60", 5.0 },
+	{ 0.95, "BAYES_80", 5.0 }, { 0.99, "BAYES_95", 5.5 }, { 0.999, "BAYES_99", 6.0 },
+	{ 2.0, "BAYES_999", 7.0 },
+};
+
+const struct spam_bayes_knobs spam_bayes_defaults = {
+	.prior_x = 0.5,
+	.prior_a = 0.45,
+	.ham_weight = 1.0,
+	.min_count = 1,
+	.clues_max = 300,
+	.header_clues_max = 5,
+	.min_dist = 0.1,
+	.bands = default_bands,
+};
 
 enum conn_stmt {
 	ST_GET, ST_ADD, ST_SUB, ST_TOTALS, ST_SET_TOTALS, ST_DIGEST_GET, ST_DIGEST_PUT,
@@ -406,23 +420,80 @@ struct clue {
 static int
 clue_cmp(const void *a, const void *b)
 {
-	double x = ((const struct clue *)a)->dist, y = ((const struct clue *)b)->dist;
-	return x > y ? -1 : x < y;
+	const struct clue *x = a, *y = b;
+	if (x->dist != y->dist)
+		return x->dist > y->dist ? -1 : 1;
+	return x->f < y->f ? -1 : x->f > y->f;     /* ties: a fixed order */
 }
 
 static double
-feature_prob(long long s, long long h, long long nspam, long long nham)
+feature_prob(const struct spam_bayes_knobs *k, long long s, long long h, long long nspam,
+    long long nham)
 {
-	double sr = (double)s / (double)nspam, hr = (double)h / (double)nham;
-	double p = sr + hr > 0 ? sr / (sr + hr) : SPAM_PRIOR_X;
+	double sr = (double)s / (double)nspam, hr = k->ham_weight * (double)h / (double)nham;
+	if (sr > 1.0)
+		sr = 1.0;
+	if (hr > 1.0)
+		hr = 1.0;
+	double p = sr + hr > 0 ? sr / (sr + hr) : k->prior_x;
 	double n = (double)(s + h);
-	return (SPAM_PRIOR_A * SPAM_PRIOR_X + n * p) / (SPAM_PRIOR_A + n);
+	return (k->prior_a * k->prior_x + n * p) / (k->prior_a + n);
 }
 
-/* Looks every feature up in one read transaction; fills clues. */
+double
+spam_bayes_combine(const struct spam_bayes_knobs *k, const struct spam_bayes_count *c,
+    size_t n, long long nspam, long long nham, unsigned *used_r)
+{
+	*used_r = 0;
+	if (n == 0 || nspam <= 0 || nham <= 0)
+		return 0.5;
+	struct clue *clues = xmalloc(n * sizeof(*clues));
+	size_t nc = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].s + c[i].h < (long long)k->min_count)
+			continue;
+		double f = feature_prob(k, c[i].s, c[i].h, nspam, nham);
+		double dist = fabs(f - k->prior_x);
+		if (dist < k->min_dist)
+			continue;
+		clues[nc].f = f;
+		clues[nc].dist = dist;
+		clues[nc].header = c[i].header;
+		nc++;
+	}
+	qsort(clues, nc, sizeof(clues[0]), clue_cmp);
+	double ln_f = 0, ln_1f = 0;
+	unsigned used = 0, headers = 0;
+	for (size_t i = 0; i < nc && used < k->clues_max; i++) {
+		if (clues[i].header && headers++ >= k->header_clues_max)
+			continue;
+		used++;
+		double f = clues[i].f < 1e-6 ? 1e-6 : clues[i].f > 1 - 1e-6 ? 1 - 1e-6 : clues[i].f;
+		ln_f += log(f);
+		ln_1f += log(1.0 - f);
+	}
+	free(clues);
+	*used_r = used;
+	if (used == 0)
+		return 0.5;
+	double sp = 1.0 - chi2_survival(-2.0 * ln_1f, used);
+	double hp = 1.0 - chi2_survival(-2.0 * ln_f, used);
+	return (1.0 + sp - hp) / 2.0;
+}
+
+const struct spam_bayes_band *
+spam_bayes_band(const struct spam_bayes_knobs *k, double p)
+{
+	const struct spam_bayes_band *b = k->bands;
+	while (p >= b->below && b->below <= 1.0)
+		b++;
+	return b;
+}
+
+/* Looks every feature up in one read transaction; fills c, *n_r. */
 static int
-collect_clues(struct spam_conn *c, const struct spam_tokens *t, long long nspam, long long nham,
-    struct clue *clues, size_t *nclues_r)
+collect_counts(struct spam_conn *c, const struct spam_tokens *t, struct spam_bayes_count *out,
+    size_t *n_r)
 {
 	size_t n = 0;
 	if (step_done(c, ST_BEGIN) < 0)
@@ -433,15 +504,10 @@ collect_clues(struct spam_conn *c, const struct spam_tokens *t, long long nspam,
 		sqlite3_bind_int64(st, 1, (sqlite3_int64)t->h[i]);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
-			long long s = sqlite3_column_int64(st, 0), h = sqlite3_column_int64(st, 1);
-			double f = feature_prob(s, h, nspam, nham);
-			double dist = fabs(f - SPAM_PRIOR_X);
-			if (dist >= SPAM_CLUE_MIN_DIST) {
-				clues[n].f = f;
-				clues[n].dist = dist;
-				clues[n].header = (t->h[i] & SPAM_TOKEN_HEADER) != 0;
-				n++;
-			}
+			out[n].s = sqlite3_column_int64(st, 0);
+			out[n].h = sqlite3_column_int64(st, 1);
+			out[n].header = (t->h[i] & SPAM_TOKEN_HEADER) != 0;
+			n++;
 			rc = SQLITE_DONE;
 		}
 		sqlite3_reset(st);
@@ -449,29 +515,8 @@ collect_clues(struct spam_conn *c, const struct spam_tokens *t, long long nspam,
 			break;
 	}
 	step_done(c, ST_COMMIT);
-	*nclues_r = n;
+	*n_r = n;
 	return rc == SQLITE_DONE ? 0 : -1;
-}
-
-static double
-chi2_combine(struct clue *clues, size_t n)
-{
-	if (n == 0)
-		return 0.5;
-	qsort(clues, n, sizeof(clues[0]), clue_cmp);
-	double ln_f = 0, ln_1f = 0;
-	size_t used = 0, headers = 0;
-	for (size_t i = 0; i < n && used < SPAM_CLUES_MAX; i++) {
-		if (clues[i].header && headers++ >= SPAM_HEADER_CLUES_MAX)
-			continue;
-		used++;
-		double f = clues[i].f < 1e-6 ? 1e-6 : clues[i].f > 1 - 1e-6 ? 1 - 1e-6 : clues[i].f;
-		ln_f += log(f);
-		ln_1f += log(1.0 - f);
-	}
-	double s = 1.0 - chi2_survival(-2.0 * ln_1f, (unsigned)used);
-	double h = 1.0 - chi2_survival(-2.0 * ln_f, (unsigned)used);
-	return (1.0 + s - h) / 2.0;
 }
 
 /* The connection to judge with: the tenant's own when it has learnt enough. */
@@ -518,17 +563,17 @@ spam_bayes_classify(struct spam_db *db, const char *tenant, const struct spam_to
 		conn_put(db, c);
 		return 0;
 	}
-	struct clue *clues = xmalloc(t->n * sizeof(*clues));
+	struct spam_bayes_count *counts = xmalloc(t->n * sizeof(*counts));
 	size_t n;
-	int rc = collect_clues(c, t, nspam, nham, clues, &n);
+	int rc = collect_counts(c, t, counts, &n);
 	if (rc < 0) {
 		err_setf(err_r, "spam database: %s", sqlite3_errmsg(c->db));
 	} else {
 		c_r->trained = 1;
-		c_r->prob = chi2_combine(clues, n);
-		c_r->clues = n < SPAM_CLUES_MAX ? (unsigned)n : SPAM_CLUES_MAX;
+		c_r->prob = spam_bayes_combine(&spam_bayes_defaults, counts, n, nspam, nham,
+		    &c_r->clues);
 	}
-	free(clues);
+	free(counts);
 	conn_put(db, c);
 	return rc;
 }

@@ -52,6 +52,39 @@ int spam_bayes_classify(struct spam_db *db, const char *tenant, const struct spa
 /* tenant NULL: the global set. */
 int spam_bayes_stats(struct spam_db *db, const char *tenant, struct spam_bayes_stats *s_r,
     char **err_r);
+/*
+ * The classifier's knobs (see spam_bayes.c for what each does).  The daemon
+ * always uses spam_bayes_defaults; bench/spam/tune.c passes others to
+ * spam_bayes_combine() to cross-validate them on a training set.
+ */
+struct spam_bayes_band {
+	double below;                /* p < below */
+	const char *name;            /* "BAYES_99" */
+	double score;
+};
+struct spam_bayes_knobs {
+	double prior_x, prior_a;     /* Robinson's x and s */
+	double ham_weight;           /* ham counts multiplied by this (Graham's bias) */
+	unsigned min_count;          /* features seen fewer times (spam+ham) are not clues */
+	unsigned clues_max;          /* clues combined, furthest from 0.5 first */
+	unsigned header_clues_max;   /* of which from the raw header block */
+	double min_dist;             /* |f - 0.5| needed to be a clue */
+	const struct spam_bayes_band *bands;   /* ends with below > 1 */
+};
+extern const struct spam_bayes_knobs spam_bayes_defaults;
+
+/* One feature's counts as looked up for a message. */
+struct spam_bayes_count {
+	long long s, h;
+	int header;                  /* from the raw header block */
+};
+/* The probability (0..1) for a message whose known features are c[0..n-1];
+ * *used_r: clues combined.  Pure: no database, any thread. */
+double spam_bayes_combine(const struct spam_bayes_knobs *k, const struct spam_bayes_count *c,
+    size_t n, long long nspam, long long nham, unsigned *used_r);
+/* The band p falls in (never NULL for 0 <= p <= 1). */
+const struct spam_bayes_band *spam_bayes_band(const struct spam_bayes_knobs *k, double p);
+
 /* Training requests handed to worker threads and not finished (control_spam.c). */
 void spam_bayes_pending_add(struct spam_db *db, int delta);
 long spam_bayes_pending(struct spam_db *db);

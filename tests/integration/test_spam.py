@@ -7,6 +7,7 @@ the classifier; tenants' counts kept apart; rspamd (a stand-in HTTP server).
 """
 
 import email
+import json
 import email.policy
 import re
 import smtplib
@@ -221,6 +222,31 @@ def test_report_through_api_retrains(daemon):
     assert s["own"]["spam"] == 0 and s["own"]["ham"] == 1
     st, js, _ = api.post("/api/v1/tenants/acme/spam/report", {"message": text, "verdict": "maybe"})
     assert st == 400
+
+
+def test_large_messages_classified_whole(daemon, tmp_path):
+    """A message far over the old 64 KiB request limit is sent whole by the
+    CLI and accepted whole by the API: GTUBE at its very end is seen."""
+    d = daemon()
+    d.cli("tenant", "add", "acme")
+    filler = "".join("line %06d of a long and perfectly boring report\r\n" % i
+                     for i in range(6000))
+    text = ("From: <a@beta.test>\r\nTo: <bob@acme.test>\r\nSubject: big\r\n"
+            "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <big@beta.test>\r\n\r\n"
+            + filler + GTUBE + "\r\n")
+    assert len(text) > 256 * 1024
+    f = tmp_path / "big.eml"
+    f.write_bytes(text.encode())
+    out = d.cli("spam", "classify", "acme", str(f)).stdout.split()
+    assert out[0] == str(f) and float(out[1]) >= 1000, out
+    api = Api(d.http_port, operator_token(d))
+    st, js, _ = api.post("/api/v1/tenants/acme/spam/classify", {"message": text})
+    assert st == 200, js
+    assert js["score"] >= 1000 and "GTUBE" in json.dumps(js["tests"]), js
+    # other routes keep the small limit
+    st, js, _ = api.request("PUT", "/api/v1/tenants/acme/policy/spam.subject_tag",
+                            {"value": "x" * 70000})
+    assert st == 413, js
 
 
 class FakeRspamd:
