@@ -36,6 +36,15 @@ extern const struct control_command control_hygiene_commands[];  /* control_hygi
 extern const struct control_command control_spam_commands[];     /* control_spam.c */
 extern const struct control_command control_dkim_commands[];     /* control_dkim.c */
 
+/*
+ * The quarantined item args name ({tenant, id}), when `who` may see it (a
+ * role-user principal: only items addressed to its own addresses); NULL with
+ * *err_r ("not found") otherwise.  *tenant_r (caller frees) and *id_r (in
+ * args) are set on both paths as far as they are known.  control_hygiene.c.
+ */
+json_t *control_quarantine_item(struct server *srv, const struct principal *who, json_t *args,
+    char **tenant_r, const char **id_r, char **err_r);
+
 /* The scheduled purge of every tenant's archive ([archive] purge_interval). */
 int control_archive_timer_start(struct server *srv);
 void control_archive_timer_stop(struct server *srv);

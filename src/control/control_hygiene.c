@@ -245,9 +245,9 @@ chyg_quarantine_list(struct server *srv, const struct principal *who, json_t *ar
 /* ---------------------------------------------------- show, release, delete */
 
 /* The tenant and id of args, and the item if this principal may see it. */
-static json_t *
-chyg_item(struct server *srv, const struct principal *who, json_t *args, char **tenant_r,
-    const char **id_r, char **err_r)
+json_t *
+control_quarantine_item(struct server *srv, const struct principal *who, json_t *args,
+    char **tenant_r, const char **id_r, char **err_r)
 {
 	*tenant_r = control_arg_tenant(srv, args, err_r);
 	*id_r = *tenant_r ? control_arg(args, "id", err_r) : NULL;
@@ -274,7 +274,7 @@ chyg_quarantine_show(struct server *srv, const struct principal *who, json_t *ar
 {
 	char *tenant = NULL;
 	const char *id = NULL;
-	json_t *item = chyg_item(srv, who, args, &tenant, &id, err_r);
+	json_t *item = control_quarantine_item(srv, who, args, &tenant, &id, err_r);
 	free(tenant);
 	if (item == NULL)
 		return -1;
@@ -308,7 +308,7 @@ chyg_change(struct server *srv, const struct principal *who, json_t *args, int r
 	char *tenant = NULL;
 	const char *id = NULL;
 	const char *cmd = release ? "quarantine.release" : "quarantine.delete";
-	json_t *item = chyg_item(srv, who, args, &tenant, &id, err_r);
+	json_t *item = control_quarantine_item(srv, who, args, &tenant, &id, err_r);
 	int rc = -1;
 	if (item != NULL && chyg_user_may_change(srv, who, tenant, cmd, err_r) == 0)
 		rc = release ? quarantine_release(srv, tenant, id, err_r) :

@@ -29,10 +29,10 @@
 #include "lib/log.h"
 #include "lib/mem.h"
 #include "lib/worker.h"
+#include "hygiene/quarantine.h"
 #include "server.h"
 
 #define SPAM_BATCH_MAX 1000          /* messages in one spam.train request */
-#define SPAM_QUARANTINE_MAX (64 * 1024 * 1024)
 
 struct train_item {
 	unsigned char *data;
@@ -248,40 +248,6 @@ cmd_spam_classify(struct server *srv, const struct principal *who, json_t *args,
 	return rc;
 }
 
-/* A quarantined message's original: <data_dir>/quarantine/<tenant>/<id>.eml. */
-static int
-quarantine_read(struct server *srv, const char *tenant, const char *id, unsigned char **data_r,
-    size_t *len_r, char **err_r)
-{
-	for (const char *c = id; *c != '\0'; c++)
-		if (!(*c >= 'a' && *c <= 'z') && !(*c >= 'A' && *c <= 'Z') &&
-		    !(*c >= '0' && *c <= '9') && *c != '-') {
-			err_setf(err_r, "no quarantined message %s", id);
-			return -1;
-		}
-	char *path = buf_printf("%s/quarantine/%s/%s.eml", srv->cfg->data_dir, tenant, id);
-	FILE *f = fopen(path, "rb");
-	free(path);
-	if (f == NULL) {
-		err_setf(err_r, "no quarantined message %s", id);
-		return -1;
-	}
-	struct buf b = BUF_INIT;
-	char chunk[65536];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len < SPAM_QUARANTINE_MAX)
-		buf_append(&b, chunk, n);
-	int bad = ferror(f);
-	fclose(f);
-	if (bad || b.len == 0) {
-		buf_free(&b);
-		err_setf(err_r, "cannot read quarantined message %s", id);
-		return -1;
-	}
-	*len_r = b.len;
-	*data_r = (unsigned char *)buf_steal(&b);
-	return 0;
-}
 
 static int
 cmd_spam_report(struct server *srv, const struct principal *who, json_t *args,
@@ -303,21 +269,29 @@ cmd_spam_report(struct server *srv, const struct principal *who, json_t *args,
 		err_setf(err_r, "give either 'message' or 'id'");
 		return -1;
 	}
-	char *tenant = control_arg_tenant(srv, args, err_r);
-	if (tenant == NULL)
-		return -1;
+	char *tenant = NULL;
 	unsigned char *data;
 	size_t len;
 	if (msg != NULL) {
+		tenant = control_arg_tenant(srv, args, err_r);
+		if (tenant == NULL)
+			return -1;
 		data = message_arg(args, msg, &len);
 		if (data == NULL) {
 			err_setf(err_r, "'message' must be a raw message");
 			free(tenant);
 			return -1;
 		}
-	} else if (quarantine_read(srv, tenant, id, &data, &len, err_r) < 0) {
-		free(tenant);
-		return -1;
+	} else {
+		/* A quarantined message: a user reports only their own. */
+		json_t *item = control_quarantine_item(srv, who, args, &tenant, &id, err_r);
+		if (item == NULL || quarantine_read(srv->quarantine, tenant, id, &data, &len,
+		    err_r) < 0) {
+			json_decref(item);
+			free(tenant);
+			return -1;
+		}
+		json_decref(item);
 	}
 	struct train_job *j = xcalloc(1, sizeof(*j));
 	j->db = db;

@@ -797,6 +797,31 @@ quar_release_done(void *arg, int error)
 }
 
 int
+quarantine_read(struct quarantine *q, const char *tenant, const char *id, unsigned char **data_r,
+    size_t *len_r, char **err_r)
+{
+	*data_r = NULL;
+	*len_r = 0;
+	json_t *row = NULL;
+	char *envtext = NULL;
+	int f = q != NULL ? quar_get(q, tenant, id, &row, &envtext, err_r) : -1;
+	json_decref(row);
+	free(envtext);
+	if (f <= 0)
+		return f == 0 ? quar_not_found(err_r, id) : -1;
+	char *path = quar_file(q, tenant, id, ".eml");
+	char *data = NULL;
+	int rc = sys_read_file(path, QUAR_MAX_FILE, &data, len_r);
+	free(path);
+	if (rc < 0) {
+		err_setf(err_r, "quarantined message %s: %s", id, strerror(errno));
+		return -1;
+	}
+	*data_r = (unsigned char *)data;
+	return 0;
+}
+
+int
 quarantine_release(struct server *srv, const char *tenant, const char *id, char **err_r)
 {
 	struct quarantine *q = srv->quarantine;

@@ -50,6 +50,9 @@ json_t *quarantine_list(struct quarantine *q, const char *tenant, const char *rc
     size_t limit, char **err_r);
 json_t *quarantine_show(struct quarantine *q, const char *tenant, const char *id, char **err_r);
 int quarantine_delete(struct quarantine *q, const char *tenant, const char *id, char **err_r);
+/* The original message (malloc'd, the caller frees).  0 / -1 + *err_r ("not found"). */
+int quarantine_read(struct quarantine *q, const char *tenant, const char *id, unsigned char **data_r,
+    size_t *len_r, char **err_r);
 /* Re-queues the original to its recipients (no scanning), then deletes it. */
 int quarantine_release(struct server *srv, const char *tenant, const char *id, char **err_r);
 /* Sends the digests now (also run daily).  Returns how many were queued. */

@@ -14,6 +14,7 @@ import os
 import re
 import smtplib
 import sqlite3
+import time
 
 from test_api import Api, control, operator_token
 
@@ -135,6 +136,17 @@ def test_users_see_their_own_items(mailark_daemon, smtp_primary):
     assert st == 403, js
     assert bob.request("DELETE", "/api/v1/tenants/acme/quarantine/" + bob_id)[0] == 403
     assert len(qlist(d)) == 2
+    # "not spam" reports: of one's own quarantined mail only
+    st, js, _ = bob.post("/api/v1/tenants/acme/spam/report", {"id": carol_id, "verdict": "ham"})
+    assert st == 404, js
+    st, js, _ = bob.post("/api/v1/tenants/acme/spam/report", {"id": bob_id, "verdict": "ham"})
+    assert st == 200 and js["queued"], js
+    for _ in range(100):
+        s = control(d, "spam.stats", tenant="acme")
+        if s["pending"] == 0:
+            break
+        time.sleep(0.1)
+    assert s["own"]["ham"] == 1 and s["own"]["spam"] == 0, s
 
     other = Api(d.http_port, token("adm@beta.test"))
     assert other.get("/api/v1/tenants/acme/quarantine")[0] == 404
