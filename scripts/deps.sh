@@ -14,7 +14,7 @@ PKGS=(
   libcurl4-openssl-dev curl dovecot-imapd isync mutt libnet-ssleay-perl libio-socket-ssl-perl
   libspf2-dev libopendkim-dev libopendmarc-dev libmagic-dev
   clamav clamav-daemon clamav-milter opendkim opendkim-tools python3-dkim python3-dnspython
-  spamassassin spamc
+  spamassassin spamc rspamd
 )
 
 missing=()
@@ -37,6 +37,6 @@ $SUDO apt-get update -qq >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts services it installs where it can; mailark's tests run their own instances.
 for svc in postfix unbound slapd dovecot clamav-daemon clamav-freshclam clamav-milter \
-    opendkim spamd spamassassin; do
+    opendkim spamd spamassassin rspamd; do
   $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done
