@@ -95,6 +95,19 @@ spam_db_of(struct server *srv, char **err_r)
 	return srv->hygiene->spam;
 }
 
+/* The spam database and the request's tenant (*tenant_r, caller frees),
+ * or NULL + *err_r. */
+static struct spam_db *
+spam_db_tenant(struct server *srv, json_t *args, char **tenant_r, char **err_r)
+{
+	*tenant_r = NULL;
+	struct spam_db *db = spam_db_of(srv, err_r);
+	if (db == NULL)
+		return NULL;
+	*tenant_r = control_arg_tenant(srv, args, err_r);
+	return *tenant_r != NULL ? db : NULL;
+}
+
 static void
 train_submit(struct server *srv, struct train_job *j)
 {
@@ -175,11 +188,9 @@ static int
 cmd_spam_train(struct server *srv, const struct principal *who, json_t *args,
     json_t **result_r, char **err_r)
 {
-	struct spam_db *db = spam_db_of(srv, err_r);
+	char *tenant;
+	struct spam_db *db = spam_db_tenant(srv, args, &tenant, err_r);
 	if (db == NULL)
-		return -1;
-	char *tenant = control_arg_tenant(srv, args, err_r);
-	if (tenant == NULL)
 		return -1;
 	struct train_job *j = xcalloc(1, sizeof(*j));
 	j->db = db;
@@ -319,11 +330,9 @@ static int
 cmd_spam_stats(struct server *srv, const struct principal *who, json_t *args,
     json_t **result_r, char **err_r)
 {
-	struct spam_db *db = spam_db_of(srv, err_r);
+	char *tenant;
+	struct spam_db *db = spam_db_tenant(srv, args, &tenant, err_r);
 	if (db == NULL)
-		return -1;
-	char *tenant = control_arg_tenant(srv, args, err_r);
-	if (tenant == NULL)
 		return -1;
 	struct spam_bayes_stats own, global;
 	if (spam_bayes_stats(db, tenant, &own, err_r) < 0 ||

@@ -162,22 +162,6 @@ true_type(const unsigned char *data, size_t len, char *out, size_t size)
 
 /* ---- findings ---- */
 
-static enum hygiene_action
-act_to_action(enum policy_act a)
-{
-	switch (a) {
-	case POLICY_ACT_REJECT:
-		return HYGIENE_REJECT;
-	case POLICY_ACT_QUARANTINE:
-		return HYGIENE_QUARANTINE;
-	case POLICY_ACT_TAG:
-		return HYGIENE_TAG;
-	case POLICY_ACT_NONE:
-		break;
-	}
-	return HYGIENE_ACCEPT;
-}
-
 /* A path for replies, logs and headers: printable ASCII (one '?' per
  * non-ASCII character), capped. */
 static char *
@@ -209,7 +193,7 @@ finding(struct attach_scan *s, enum finding kind, const char *what, const char *
 	s->found |= kind;
 	enum policy_act act = kind == FIND_BLOCKED ? s->m->pol->attach_action
 	    : kind == FIND_MACROS ? s->m->pol->attach_macros : s->m->pol->attach_encrypted;
-	enum hygiene_action a = act_to_action(act);
+	enum hygiene_action a = policy_act_action(act);
 	char *p = path_clean(path);
 	char *reason = buf_printf("%s: %s", what, p);
 	char *reply = buf_printf("550 5.7.1 Message rejected: attachment policy (%s)", reason);

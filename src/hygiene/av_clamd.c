@@ -9,7 +9,6 @@
 #include "hygiene/av_clamd.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdint.h>
@@ -17,8 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -29,6 +26,7 @@
 #include "lib/log.h"
 #include "lib/mem.h"
 #include "lib/netaddr.h"
+#include "lib/netio.h"
 
 #define CLAMD_CHUNK     65536
 #define CLAMD_REPLY_MAX 1024
@@ -57,128 +55,35 @@ struct clamd_conn {
 	struct buf reply;
 };
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits for events on fd until the deadline: revents, 0 on timeout, -1 error. */
-static int
-wait_fd(int fd, short events, int64_t deadline_ms)
-{
-	for (;;) {
-		int64_t left = deadline_ms - now_ms();
-		if (left <= 0)
-			return 0;
-		struct pollfd p = { .fd = fd, .events = events };
-		int n = poll(&p, 1, left > 60000 ? 60000 : (int)left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n > 0)
-			return p.revents;
-	}
-}
-
-static int
-connect_wait(int fd, const struct sockaddr *sa, socklen_t salen, int64_t deadline_ms,
-    char **err_r)
-{
-	if (connect(fd, sa, salen) == 0)
-		return 0;
-	if (errno != EINPROGRESS && errno != EAGAIN) {
-		err_setf(err_r, "clamd: connect: %s", strerror(errno));
-		return -1;
-	}
-	int ev = wait_fd(fd, POLLOUT, deadline_ms);
-	if (ev == 0) {
-		err_setf(err_r, "clamd: connect: timed out");
-		return -1;
-	}
-	int soerr = 0;
-	socklen_t sl = sizeof(soerr);
-	if (ev < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-		soerr = errno;
-	if (soerr != 0) {
-		err_setf(err_r, "clamd: connect: %s", strerror(soerr));
-		return -1;
-	}
-	return 0;
-}
-
-static int
-connect_unix(const char *path, int64_t deadline_ms, char **err_r)
-{
-	struct sockaddr_un sun;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		err_setf(err_r, "clamd: socket path too long");
-		return -1;
-	}
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		err_setf(err_r, "clamd: socket: %s", strerror(errno));
-		return -1;
-	}
-	if (connect_wait(fd, (struct sockaddr *)&sun, sizeof(sun), deadline_ms, err_r) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int
-connect_tcp(const char *spec, int64_t deadline_ms, char **err_r)
-{
-	char host[256];
-	int port;
-	if (netaddr_parse_hostport(spec, host, sizeof(host), &port) < 0) {
-		err_setf(err_r, "clamd: bad socket %s (a path or host:port)", spec);
-		return -1;
-	}
-	char portstr[16];
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	struct addrinfo hints, *res = NULL;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	int gai = getaddrinfo(host, portstr, &hints, &res);
-	if (gai != 0) {
-		err_setf(err_r, "clamd: %s: %s", host, gai_strerror(gai));
-		return -1;
-	}
-	int fd = -1;
-	char *last = NULL;
-	for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			continue;
-		free(last);
-		last = NULL;
-		if (connect_wait(fd, ai->ai_addr, ai->ai_addrlen, deadline_ms, &last) < 0) {
-			close(fd);
-			fd = -1;
-		}
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
-		err_setf(err_r, "%s", last != NULL ? last : "clamd: no address");
-	free(last);
-	return fd;
-}
-
+/* A connected socket to clamd ("/path" or "host:port"), or -1 + *err_r. */
 static int
 clamd_connect(const char *spec, int64_t deadline_ms, char **err_r)
 {
-	if (spec[0] == '/' || strchr(spec, '/') != NULL)
-		return connect_unix(spec, deadline_ms, err_r);
-	return connect_tcp(spec, deadline_ms, err_r);
+	int fd;
+	if (spec[0] == '/' || strchr(spec, '/') != NULL) {
+		fd = netio_connect_unix(spec, deadline_ms);
+		if (fd < 0 && errno == ENAMETOOLONG) {
+			err_setf(err_r, "clamd: socket path too long");
+			return -1;
+		}
+	} else {
+		char host[256], port[16];
+		int portnum, gai;
+		if (netaddr_parse_hostport(spec, host, sizeof(host), &portnum) < 0) {
+			err_setf(err_r, "clamd: bad socket %s (a path or host:port)", spec);
+			return -1;
+		}
+		snprintf(port, sizeof(port), "%d", portnum);
+		fd = netio_connect_tcp(host, port, deadline_ms, &gai);
+		if (fd < 0 && gai != 0) {
+			err_setf(err_r, "clamd: %s: %s", host, gai_strerror(gai));
+			return -1;
+		}
+	}
+	if (fd < 0)
+		err_setf(err_r, "clamd: connect: %s",
+		    errno == ETIMEDOUT ? "timed out" : strerror(errno));
+	return fd;
 }
 
 /* Sets up the next chunk's length (CLAMD_CHUNK_HEAD) or the end marker. */
@@ -235,7 +140,7 @@ sent_all(struct clamd_conn *c)
 static int
 send_step(struct clamd_conn *c, char **err_r)
 {
-	int ev = wait_fd(c->fd, POLLOUT | POLLIN, c->deadline_ms);
+	int ev = netio_wait(c->fd, POLLOUT | POLLIN, c->deadline_ms);
 	if (ev == 0) {
 		err_setf(err_r, "clamd: timed out sending");
 		return -1;
@@ -271,7 +176,7 @@ send_step(struct clamd_conn *c, char **err_r)
 static int
 reply_step(struct clamd_conn *c, char **err_r)
 {
-	int ev = wait_fd(c->fd, POLLIN, c->deadline_ms);
+	int ev = netio_wait(c->fd, POLLIN, c->deadline_ms);
 	if (ev == 0) {
 		err_setf(err_r, "clamd: timed out waiting for the reply");
 		return -1;
@@ -357,7 +262,7 @@ av_clamd_scan(const char *socket_spec, unsigned timeout_s, const unsigned char *
 	}
 	struct clamd_conn c;
 	memset(&c, 0, sizeof(c));
-	c.deadline_ms = now_ms() + (int64_t)(timeout_s > 0 ? timeout_s : 60) * 1000;
+	c.deadline_ms = netio_now_ms() + (int64_t)(timeout_s > 0 ? timeout_s : 60) * 1000;
 	c.fd = clamd_connect(socket_spec, c.deadline_ms, err_r);
 	if (c.fd < 0)
 		return -1;
@@ -383,22 +288,6 @@ av_clamd_scan(const char *socket_spec, unsigned timeout_s, const unsigned char *
 	return rc;
 }
 
-static enum hygiene_action
-act_to_action(enum policy_act a)
-{
-	switch (a) {
-	case POLICY_ACT_REJECT:
-		return HYGIENE_REJECT;
-	case POLICY_ACT_QUARANTINE:
-		return HYGIENE_QUARANTINE;
-	case POLICY_ACT_TAG:
-		return HYGIENE_TAG;
-	case POLICY_ACT_NONE:
-		break;
-	}
-	return HYGIENE_ACCEPT;
-}
-
 int
 av_clamd_stage(const struct hygiene_msg *m, struct hygiene_result *r, char **err_r)
 {
@@ -416,7 +305,7 @@ av_clamd_stage(const struct hygiene_msg *m, struct hygiene_result *r, char **err
 	int rc = av_clamd_scan(cfg->clamd_socket, timeout, data, len, &virus, err_r);
 	if (rc <= 0)
 		return rc;
-	enum hygiene_action a = act_to_action(m->pol->av_action);
+	enum hygiene_action a = policy_act_action(m->pol->av_action);
 	char *reply = buf_printf("550 5.7.1 Message rejected: virus found: %s", virus);
 	log_info("hygiene_virus", "id=%s tenant=%s virus=%s action=%s", log_str(m->qid),
 	    log_str(m->tenant), log_str(virus), hygiene_action_name(a));

@@ -410,22 +410,13 @@ addr_domain(const char *addr)
 static void
 raise_finding(const struct hygiene_msg *m, struct hygiene_result *r, const char *what)
 {
-	switch (m->pol->impersonation_action) {
-	case POLICY_ACT_NONE:
+	enum hygiene_action a = policy_act_action(m->pol->impersonation_action);
+	if (a == HYGIENE_ACCEPT)
 		hygiene_result_reason(r, "impersonation:%s", what);
-		break;
-	case POLICY_ACT_TAG:
-		hygiene_result_raise(r, HYGIENE_TAG, NULL, "impersonation:%s", what);
-		break;
-	case POLICY_ACT_QUARANTINE:
-		hygiene_result_raise(r, HYGIENE_QUARANTINE, NULL, "impersonation:%s", what);
-		break;
-	case POLICY_ACT_REJECT:
-		hygiene_result_raise(r, HYGIENE_REJECT,
-		    "550 5.7.1 Message rejected: it impersonates this organisation",
+	else
+		hygiene_result_raise(r, a, a == HYGIENE_REJECT ?
+		    "550 5.7.1 Message rejected: it impersonates this organisation" : NULL,
 		    "impersonation:%s", what);
-		break;
-	}
 	log_info("impersonation", "id=%s tenant=%s finding=%s", m->qid, log_str(m->tenant),
 	    log_str(what));
 }

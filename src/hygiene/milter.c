@@ -28,15 +28,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -47,6 +41,7 @@
 #include "lib/log.h"
 #include "lib/mem.h"
 #include "lib/netaddr.h"
+#include "lib/netio.h"
 #include "lib/strutil.h"
 
 #define MILTER_VERSION      6
@@ -156,74 +151,10 @@ struct milter_conn {
 
 /* ------------------------------------------------------------------ I/O */
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* 0 when fd is ready for events before the deadline, -1 (errno ETIMEDOUT …). */
-static int
-wait_fd(int fd, short events, int64_t deadline)
-{
-	for (;;) {
-		int64_t left = deadline - now_ms();
-		if (left <= 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		struct pollfd p = { .fd = fd, .events = events };
-		int n = poll(&p, 1, left > 60000 ? 60000 : (int)left);
-		if (n > 0)
-			return 0;
-		if (n < 0 && errno != EINTR)
-			return -1;
-	}
-}
-
 static int
 io_write(struct milter_conn *c, const void *data, size_t len)
 {
-	const unsigned char *p = data;
-	int64_t deadline = now_ms() + c->timeout_ms;
-	while (len > 0) {
-		if (wait_fd(c->fd, POLLOUT, deadline) < 0)
-			return -1;
-		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int
-io_read(struct milter_conn *c, void *data, size_t len, int64_t deadline)
-{
-	unsigned char *p = data;
-	while (len > 0) {
-		if (wait_fd(c->fd, POLLIN, deadline) < 0)
-			return -1;
-		ssize_t n = recv(c->fd, p, len, 0);
-		if (n == 0) {
-			errno = ECONNRESET;
-			return -1;
-		}
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return netio_write_all(c->fd, data, len, netio_now_ms() + c->timeout_ms);
 }
 
 static int
@@ -258,18 +189,18 @@ send_packet(struct milter_conn *c, char cmd, const void *data, size_t len)
 static int
 read_packet(struct milter_conn *c)
 {
-	int64_t deadline = now_ms() + c->timeout_ms;
+	int64_t deadline = netio_now_ms() + c->timeout_ms;
 	uint32_t n;
-	if (io_read(c, &n, 4, deadline) < 0)
+	if (netio_read_full(c->fd, &n, 4, deadline) < 0)
 		return conn_fail(c, "read");
 	n = ntohl(n);
 	if (n < 1 || n > MILTER_PACKET_MAX)
 		return proto_fail(c, "bad packet length");
-	if (io_read(c, &c->cmd, 1, deadline) < 0)
+	if (netio_read_full(c->fd, &c->cmd, 1, deadline) < 0)
 		return conn_fail(c, "read");
 	buf_reset(&c->pkt);
 	buf_reserve(&c->pkt, n);
-	if (n > 1 && io_read(c, c->pkt.data, n - 1, deadline) < 0)
+	if (n > 1 && netio_read_full(c->fd, c->pkt.data, n - 1, deadline) < 0)
 		return conn_fail(c, "read");
 	c->pkt.len = n - 1;
 	buf_cstr(&c->pkt);
@@ -278,52 +209,9 @@ read_packet(struct milter_conn *c)
 
 /* ------------------------------------------------------------ connecting */
 
-static int
-connect_wait(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms)
-{
-	if (connect(fd, sa, len) == 0)
-		return 0;
-	if (errno != EINPROGRESS)
-		return -1;
-	if (wait_fd(fd, POLLOUT, now_ms() + timeout_ms) < 0)
-		return -1;
-	int soerr = 0;
-	socklen_t sl = sizeof(soerr);
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-		return -1;
-	if (soerr != 0) {
-		errno = soerr;
-		return -1;
-	}
-	return 0;
-}
-
-static int
-connect_unix(const char *path, int timeout_ms)
-{
-	struct sockaddr_un sun;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(sun.sun_path, path, strlen(path));
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (connect_wait(fd, (struct sockaddr *)&sun, sizeof(sun), timeout_ms) < 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return fd;
-}
-
 /* "HOST:PORT", "[V6]:PORT" or, as opendkim writes it, "PORT@HOST". */
 static int
-connect_inet(const char *spec, int timeout_ms)
+connect_inet(const char *spec, int64_t deadline_ms)
 {
 	char host[256], port[16];
 	int portnum;
@@ -339,28 +227,7 @@ connect_inet(const char *spec, int timeout_ms)
 			goto bad;
 		snprintf(port, sizeof(port), "%d", portnum);
 	}
-	struct addrinfo hints, *res = NULL;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL) {
-		errno = EHOSTUNREACH;
-		return -1;
-	}
-	int fd = -1;
-	for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			continue;
-		if (connect_wait(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms) == 0)
-			break;
-		int e = errno;
-		close(fd);
-		errno = e;
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	return fd;
+	return netio_connect_tcp(host, port, deadline_ms, NULL);
 bad:
 	errno = EINVAL;
 	return -1;
@@ -369,13 +236,14 @@ bad:
 static int
 milter_connect(const char *spec, int timeout_ms)
 {
+	int64_t deadline_ms = netio_now_ms() + timeout_ms;
 	size_t n;
 	if ((n = str_prefix_ci(spec, "unix:")) > 0 || (n = str_prefix_ci(spec, "local:")) > 0)
-		return connect_unix(spec + n, timeout_ms);
+		return netio_connect_unix(spec + n, deadline_ms);
 	if ((n = str_prefix_ci(spec, "inet:")) > 0 || (n = str_prefix_ci(spec, "inet6:")) > 0)
-		return connect_inet(spec + n, timeout_ms);
+		return connect_inet(spec + n, deadline_ms);
 	if (spec[0] == '/')
-		return connect_unix(spec, timeout_ms);
+		return netio_connect_unix(spec, deadline_ms);
 	errno = EINVAL;
 	return -1;
 }

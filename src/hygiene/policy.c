@@ -836,6 +836,22 @@ policy_describe(struct hygiene *h, const char *tenant)
 
 /* ---- list helpers ------------------------------------------------------- */
 
+enum hygiene_action
+policy_act_action(enum policy_act a)
+{
+	switch (a) {
+	case POLICY_ACT_REJECT:
+		return HYGIENE_REJECT;
+	case POLICY_ACT_QUARANTINE:
+		return HYGIENE_QUARANTINE;
+	case POLICY_ACT_TAG:
+		return HYGIENE_TAG;
+	case POLICY_ACT_NONE:
+		break;
+	}
+	return HYGIENE_ACCEPT;
+}
+
 int
 policy_list_has(const struct policy_list *l, const char *item)
 {

@@ -21,6 +21,8 @@
 
 #include <jansson.h>
 
+#include "hygiene/hygiene.h"
+
 struct hygiene;
 
 enum policy_fail { POLICY_FAIL_CLOSED, POLICY_FAIL_OPEN };
@@ -115,6 +117,9 @@ int policy_set(struct hygiene *h, const char *tenant, const char *key, const cha
     char **err_r);
 /* Every key with its value, default, whether set, and help: [{key,value,default,set,help}]. */
 json_t *policy_describe(struct hygiene *h, const char *tenant);
+
+/* The pipeline action a policy action setting asks for (none: HYGIENE_ACCEPT). */
+enum hygiene_action policy_act_action(enum policy_act a);
 
 /* List helpers for stages. */
 int policy_list_has(const struct policy_list *l, const char *item);       /* case-insensitive */

@@ -1014,15 +1014,11 @@ quar_digest_send(struct server *srv, const char *tenant, const char *rcpt,
 	free(msg);
 }
 
+/* The first column of every row of a prepared, bound statement (finalized
+ * here); *n_r counts them. */
 static char **
-quar_column_list(struct quarantine *q, const char *sql, const char *arg, size_t *n_r)
+quar_rows_column(sqlite3_stmt *st, size_t *n_r)
 {
-	sqlite3_stmt *st = NULL;
-	*n_r = 0;
-	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return NULL;
-	if (arg != NULL)
-		sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
 	size_t cap = 16;
 	char **list = xcalloc(cap, sizeof(*list));
 	while (sqlite3_step(st) == SQLITE_ROW) {
@@ -1034,6 +1030,18 @@ quar_column_list(struct quarantine *q, const char *sql, const char *arg, size_t 
 	}
 	sqlite3_finalize(st);
 	return list;
+}
+
+static char **
+quar_column_list(struct quarantine *q, const char *sql, const char *arg, size_t *n_r)
+{
+	sqlite3_stmt *st = NULL;
+	*n_r = 0;
+	if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	if (arg != NULL)
+		sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+	return quar_rows_column(st, n_r);
 }
 
 static void
@@ -1150,17 +1158,7 @@ quar_expired(struct quarantine *q, const char *tenant, time_t before, size_t *n_
 		return NULL;
 	sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)before);
-	size_t cap = 16;
-	char **list = xcalloc(cap, sizeof(*list));
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		if (*n_r == cap) {
-			cap *= 2;
-			list = xrealloc(list, cap * sizeof(*list));
-		}
-		list[(*n_r)++] = xstrdup(quar_col(st, 0));
-	}
-	sqlite3_finalize(st);
-	return list;
+	return quar_rows_column(st, n_r);
 }
 
 /* Removes the items older than their tenant's quarantine.retention_days. */

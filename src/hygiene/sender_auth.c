@@ -480,24 +480,13 @@ dmarc_check(const struct hygiene_msg *m, enum hygiene_auth spf, const struct dki
 
 /* ---- the stage ---- */
 
-static enum hygiene_action
-act_of(enum policy_act a)
-{
-	switch (a) {
-	case POLICY_ACT_TAG: return HYGIENE_TAG;
-	case POLICY_ACT_QUARANTINE: return HYGIENE_QUARANTINE;
-	case POLICY_ACT_REJECT: return HYGIENE_REJECT;
-	default: return HYGIENE_ACCEPT;
-	}
-}
-
 static void
 apply_verdicts(const struct hygiene_msg *m, struct hygiene_result *r,
     const struct dmarc_outcome *dm)
 {
 	const struct hygiene_policy *pol = m->pol;
-	if (r->spf == HAUTH_FAIL && act_of(pol->spf_fail_action) != HYGIENE_ACCEPT)
-		hygiene_result_raise(r, act_of(pol->spf_fail_action),
+	if (r->spf == HAUTH_FAIL && policy_act_action(pol->spf_fail_action) != HYGIENE_ACCEPT)
+		hygiene_result_raise(r, policy_act_action(pol->spf_fail_action),
 		    "550 5.7.23 SPF validation failed", "spf:fail");
 	if (!pol->dmarc_enabled || r->dmarc != HAUTH_FAIL)
 		return;

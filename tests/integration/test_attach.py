@@ -10,10 +10,12 @@ delivers with the finding in X-Mailark-Hygiene.
 import base64
 import io
 import json
-import smtplib
 import struct
 import time
 import zipfile
+
+import hygiene_helper
+from hygiene_helper import FAST_RETRY, hygiene_header, quarantined, send
 
 
 QUIET = {"av.enabled": "no", "spf.enabled": "no", "dkim.verify": "no", "dmarc.enabled": "no",
@@ -29,17 +31,9 @@ PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
 def start(mailark_daemon, smtp_primary, **policy):
-    p = smtp_primary()
-    d = mailark_daemon(**{"hygiene.enabled": "yes", "queue.retry_min": "1s",
-                          "queue.retry_max": "2s"})
-    d.cli("tenant", "add", "acme")
-    d.cli("domain", "add", "acme", "acme.test")
-    d.cli("route", "set", "acme.test", "smtp://127.0.0.1:%d" % p.port)
     settings = dict(QUIET)
     settings.update(policy)
-    for key, value in settings.items():
-        d.cli("policy", "set", "acme", key, value)
-    return d, p
+    return hygiene_helper.start(mailark_daemon, smtp_primary, settings, FAST_RETRY)
 
 
 def zip_of(files):
@@ -76,31 +70,6 @@ def message(subject, fname=None, data=None):
             'Content-Disposition: attachment; filename="%s"\r\n'
             "Content-Transfer-Encoding: base64\r\n\r\n%s--b1--\r\n"
             % (fname, fname, b64)).encode()
-
-
-def send(d, data):
-    with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=60) as s:
-        s.ehlo("client.beta.test")
-        assert s.mail("alice@beta.test")[0] == 250
-        assert s.rcpt("bob@acme.test")[0] == 250
-        try:
-            code, reply = s.data(data)
-        except smtplib.SMTPDataError as e:
-            code, reply = e.smtp_code, e.smtp_error
-    return code, reply.decode() if isinstance(reply, bytes) else reply
-
-
-def quarantined(d):
-    items = json.loads(d.cli("quarantine", "list", "acme", "--json").stdout)
-    return items if isinstance(items, list) else items.get("items", [])
-
-
-def hygiene_header(data):
-    head = data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n\t", b" ").replace(b"\r\n ", b" ")
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"x-mailark-hygiene:"):
-            return line.decode()
-    return ""
 
 
 def test_exe_in_zip_rejected_clean_delivered(mailark_daemon, smtp_primary):

@@ -10,12 +10,13 @@ av.action quarantine keeps it in the quarantine; outbound mail is scanned too.
 
 import base64
 import json
-import smtplib
 import time
 
 import pytest
 
+import hygiene_helper
 from clamd_helper import EICAR, VIRUS_NAME, Clamd
+from hygiene_helper import FAST_RETRY, quarantined, send
 
 # Stages other than the antivirus are off: these tests look at one thing.
 QUIET = {"spf.enabled": "no", "dkim.verify": "no", "dmarc.enabled": "no",
@@ -31,19 +32,11 @@ def clamd(tmp_path):
 
 
 def start(mailark_daemon, smtp_primary, clamd, **policy):
-    p = smtp_primary()
-    d = mailark_daemon(**{"hygiene.enabled": "yes", "hygiene.clamd_socket": clamd.socket,
-                          "hygiene.clamd_timeout": "20s",
-                          "delivery.smarthost": "127.0.0.1:%d" % p.port,
-                          "queue.retry_min": "1s", "queue.retry_max": "2s"})
-    d.cli("tenant", "add", "acme")
-    d.cli("domain", "add", "acme", "acme.test")
-    d.cli("route", "set", "acme.test", "smtp://127.0.0.1:%d" % p.port)
     settings = dict(QUIET)
     settings.update(policy)
-    for key, value in settings.items():
-        d.cli("policy", "set", "acme", key, value)
-    return d, p
+    conf = {"hygiene.clamd_socket": clamd.socket, "hygiene.clamd_timeout": "20s"}
+    conf.update(FAST_RETRY)
+    return hygiene_helper.start(mailark_daemon, smtp_primary, settings, conf, smarthost=True)
 
 
 def message(subject, attachment=None, sender="alice@beta.test", rcpt="bob@acme.test"):
@@ -57,23 +50,6 @@ def message(subject, attachment=None, sender="alice@beta.test", rcpt="bob@acme.t
             '--b1\r\nContent-Type: application/octet-stream; name="file.com"\r\n'
             'Content-Disposition: attachment; filename="test.txt"\r\n'
             "Content-Transfer-Encoding: base64\r\n\r\n" + b64 + "--b1--\r\n").encode()
-
-
-def send(d, data, sender="alice@beta.test", rcpt="bob@acme.test"):
-    with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=60) as s:
-        s.ehlo("client.beta.test")
-        assert s.mail(sender)[0] == 250
-        assert s.rcpt(rcpt)[0] == 250
-        try:
-            code, reply = s.data(data)
-        except smtplib.SMTPDataError as e:
-            code, reply = e.smtp_code, e.smtp_error
-    return code, reply.decode() if isinstance(reply, bytes) else reply
-
-
-def quarantined(d):
-    items = json.loads(d.cli("quarantine", "list", "acme", "--json").stdout)
-    return items if isinstance(items, list) else items.get("items", [])
 
 
 def test_eicar_rejected_clean_delivered(mailark_daemon, smtp_primary, clamd):
@@ -127,12 +103,12 @@ def test_outbound_scanned(mailark_daemon, smtp_primary, clamd):
     d.cli("relay", "add", "acme", "127.0.0.1/32")
     code, reply = send(d, message("outbound virus", EICAR, sender="alice@acme.test",
                                   rcpt="carol@example.net"),
-                       sender="alice@acme.test", rcpt="carol@example.net")
+                       sender="alice@acme.test", rcpts="carol@example.net")
     assert code == 550, reply
     assert reply.endswith("virus found: " + VIRUS_NAME), reply
     code, reply = send(d, message("outbound clean", sender="alice@acme.test",
                                   rcpt="carol@example.net"),
-                       sender="alice@acme.test", rcpt="carol@example.net")
+                       sender="alice@acme.test", rcpts="carol@example.net")
     assert code == 250, reply
     got = p.wait_for(1)
     assert b"Subject: outbound clean" in got[0].data

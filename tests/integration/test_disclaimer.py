@@ -20,61 +20,30 @@ from pathlib import Path
 
 import pytest
 
+import hygiene_helper
+from hygiene_helper import FAST_RETRY, strip_trace
+
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO.parent / "shared" / "corpus" / "mime"
 SENDER = "alice@acme.test"
 RCPT = "bob@example.net"
 DUMP = Path(os.environ["DISCLAIMER_DUMP"]) if os.environ.get("DISCLAIMER_DUMP") else None
-TRACE = (b"received", b"return-path", b"x-mailark-hygiene", b"authentication-results",
-         b"dkim-signature", b"delivered-to")
 TEXT = r"Sent by {sender_name} <{sender}>\nAcme Corp. - confidential"
 HTML = '<p style="color:gray">Sent by {sender_name} &middot; Acme Corp.</p>'
 
 
 def start(mailark_daemon, smtp_primary, text=TEXT, html=HTML):
-    p = smtp_primary()
-    d = mailark_daemon(**{"hygiene.enabled": "yes",
-                          "delivery.smarthost": "127.0.0.1:%d" % p.port,
-                          "queue.retry_min": "1s", "queue.retry_max": "2s"})
-    d.cli("tenant", "add", "acme")
-    d.cli("domain", "add", "acme", "acme.test")
-    d.cli("relay", "add", "acme", "127.0.0.1/32")
     settings = [("av.enabled", "no"), ("attach.enabled", "no"), ("milter.enabled", "no")]
     if text is not None:
         settings.append(("disclaimer.text", text))
     if html is not None:
         settings.append(("disclaimer.html", html))
-    for key, value in settings:
-        d.cli("policy", "set", "acme", key, value)
-    return d, p
+    return hygiene_helper.start(mailark_daemon, smtp_primary, settings, FAST_RETRY, route=False,
+                                smarthost=True, relay=True)
 
 
-def send(d, data, sender=SENDER, rcpt=RCPT):
-    with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=30) as s:
-        s.ehlo("client.acme.test")
-        code, reply = s.mail(sender)
-        assert code == 250, reply
-        code, reply = s.rcpt(rcpt)
-        assert code == 250, reply
-        code, reply = s.data(data)
-    return code, reply
-
-
-def strip_trace(data):
-    """(the trace fields mailark put on top, the rest of the message)."""
-    pos = 0
-    while True:
-        end = data.find(b"\r\n", pos)
-        if end < 0:
-            return data[:pos], data[pos:]
-        line = data[pos:end]
-        if pos > 0 and line[:1] in (b" ", b"\t"):
-            pos = end + 2
-            continue
-        name = line.split(b":", 1)[0].strip().lower()
-        if b":" not in line or name not in TRACE:
-            return data[:pos], data[pos:]
-        pos = end + 2
+def send(d, data):
+    return hygiene_helper.send(d, data, SENDER, RCPT)
 
 
 def parse(data):

@@ -22,7 +22,6 @@ import email
 import email.policy
 import re
 import shutil
-import smtplib
 import stat
 import subprocess
 from pathlib import Path
@@ -32,13 +31,13 @@ import dns.resolver
 import pytest
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+import hygiene_helper
+from hygiene_helper import FAST_RETRY, strip_trace
 from test_api import Api, control
 from unbound_helper import Unbound
 
 SENDER = "alice@acme.test"
 RCPT = "bob@example.net"
-TRACE = (b"received", b"return-path", b"x-mailark-hygiene", b"authentication-results",
-         b"dkim-signature", b"delivered-to")
 RECORD_RE = re.compile(r'^([a-z0-9-]+)\._domainkey\.([a-z0-9.-]+)\. IN TXT((?: "[^"]*")+)$')
 
 
@@ -47,19 +46,14 @@ RECORD_RE = re.compile(r'^([a-z0-9-]+)\._domainkey\.([a-z0-9.-]+)\. IN TXT((?: "
 
 
 def start(mailark_daemon, smtp_primary, resolver=None):
-    p = smtp_primary()
-    conf = {"hygiene.enabled": "yes", "delivery.smarthost": "127.0.0.1:%d" % p.port,
-            "queue.retry_min": "1s", "queue.retry_max": "2s"}
+    conf = dict(FAST_RETRY)
     if resolver is not None:
         conf["delivery.dns_resolver"] = resolver
-    d = mailark_daemon(**conf)
-    d.cli("tenant", "add", "acme")
-    d.cli("domain", "add", "acme", "acme.test")
-    d.cli("domain", "add", "acme", "beta.test")
-    d.cli("relay", "add", "acme", "127.0.0.1/32")
-    for key in ("av.enabled", "attach.enabled", "milter.enabled"):
-        d.cli("policy", "set", "acme", key, "no")
-    return d, p
+    return hygiene_helper.start(mailark_daemon, smtp_primary,
+                                [(key, "no") for key in ("av.enabled", "attach.enabled",
+                                                         "milter.enabled")],
+                                conf, route=False, smarthost=True, relay=True,
+                                domains=("acme.test", "beta.test"))
 
 
 def parse_record(line):
@@ -91,33 +85,11 @@ def message(subject, sender=SENDER, body="Hello Bob,\r\n\r\nthe report is attach
 
 
 def send(d, data, sender=SENDER):
-    with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=30) as s:
-        s.ehlo("client.acme.test")
-        assert s.mail(sender)[0] == 250
-        assert s.rcpt(RCPT)[0] == 250
-        code, reply = s.data(data)
-        assert code == 250, reply
+    hygiene_helper.send_queued(d, data, sender=sender, rcpts=RCPT)
 
 
 def arrived(p, n):
     return p.wait_for(n, timeout=30)[n - 1].data
-
-
-def strip_trace(data):
-    """(the trace fields mailark put on top, the rest of the message)."""
-    pos = 0
-    while True:
-        end = data.find(b"\r\n", pos)
-        if end < 0:
-            return data[:pos], data[pos:]
-        line = data[pos:end]
-        if pos > 0 and line[:1] in (b" ", b"\t"):
-            pos = end + 2
-            continue
-        name = line.split(b":", 1)[0].strip().lower()
-        if b":" not in line or name not in TRACE:
-            return data[:pos], data[pos:]
-        pos = end + 2
 
 
 def signatures(data):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from hygiene_helper import add_tenant, header_block, send_queued
 from unbound_helper import Unbound
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,33 +51,9 @@ def daemon(mailark_daemon, dns):
     return factory
 
 
-def setup_tenant(d, port):
-    d.cli("tenant", "add", "acme")
-    d.cli("domain", "add", "acme", "acme.test")
-    d.cli("route", "set", "acme.test", "smtp://127.0.0.1:%d" % port)
-
-
 def simple(subject, sender="alice@beta.test", rcpt="bob@acme.test"):
     return ("From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\nMessage-ID: <%s@beta.test>\r\n\r\n"
             "hello %s\r\n" % (sender, rcpt, subject, subject, subject)).encode()
-
-
-def send(d, data, sender="alice@beta.test", rcpts=("bob@acme.test",)):
-    with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=30) as s:
-        s.ehlo("client.test")
-        s.mail(sender)
-        for r in rcpts:
-            code, msg = s.rcpt(r)
-            assert code == 250, msg
-        code, reply = s.data(data)
-    assert code == 250, reply
-    return QID.search(reply).group(1).decode()
-
-
-def header_block(data):
-    """The header part (before the blank line) and the rest."""
-    i = data.find(b"\r\n\r\n")
-    return data[:i + 2], data[i + 4:]
 
 
 # ------------------------------------------------------------ basic path
@@ -85,9 +62,9 @@ def header_block(data):
 def test_clean_message_has_no_verdict_header(daemon, smtp_primary):
     primary = smtp_primary()
     d = daemon()
-    setup_tenant(d, primary.port)
+    add_tenant(d, primary.port)
     body = simple("clean one")
-    send(d, body)
+    send_queued(d, body)
     got = primary.wait_for(1)[0].data
     head, _ = header_block(got)
     assert b"X-Mailark-Hygiene" not in head
@@ -102,10 +79,10 @@ def test_tagged_message_gets_verdict_after_our_received(daemon, smtp_primary):
     fields go right after our Received:, the original bytes follow intact."""
     primary = smtp_primary()
     d = daemon()
-    setup_tenant(d, primary.port)
+    add_tenant(d, primary.port)
     d.cli("policy", "set", "acme", "spam.tag_score", "0")
     body = simple("tag me")
-    send(d, body)
+    send_queued(d, body)
     got = primary.wait_for(1)[0].data
     assert got.startswith(b"Received: from client.test")
     assert got.endswith(body)
@@ -125,10 +102,10 @@ def test_forged_verdict_header_renamed(daemon, smtp_primary):
     X-Mailark-Hygiene field is renamed, ours is the only one left."""
     primary = smtp_primary()
     d = daemon()
-    setup_tenant(d, primary.port)
+    add_tenant(d, primary.port)
     d.cli("policy", "set", "acme", "spam.tag_score", "0")
     forged = b"X-Mailark-Hygiene: action=accept; score=0.0; reasons=none\r\n"
-    send(d, forged + simple("forged verdict"))
+    send_queued(d, forged + simple("forged verdict"))
     got = primary.wait_for(1)[0].data
     head, _ = header_block(got)
     assert b"X-Mailark-Removed-Hygiene: action=accept; score=0.0; reasons=none" in head
@@ -139,7 +116,7 @@ def test_forged_verdict_header_renamed(daemon, smtp_primary):
 def test_quarantined_message_250_and_not_delivered(daemon, smtp_primary):
     primary = smtp_primary()
     d = daemon()
-    setup_tenant(d, primary.port)
+    add_tenant(d, primary.port)
     d.cli("policy", "set", "acme", "spam.quarantine_score", "0")
     with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=30) as s:
         s.ehlo("client.test")
@@ -159,7 +136,7 @@ def test_quarantined_message_250_and_not_delivered(daemon, smtp_primary):
 def test_blocked_sender_550_at_rcpt(daemon, smtp_primary):
     primary = smtp_primary()
     d = daemon()
-    setup_tenant(d, primary.port)
+    add_tenant(d, primary.port)
     d.cli("policy", "set", "acme", "envelope.block_senders", "@evil.test, bad.test, x@ok.test")
     cases = [("a@evil.test", 550), ("a@sub.evil.test", 250), ("a@bad.test", 550),
              ("a@deep.sub.bad.test", 550), ("X@OK.test", 550), ("y@ok.test", 250),
@@ -198,9 +175,9 @@ def test_policy_set_validates(mailark_daemon):
 def test_config_disabled_bypasses(daemon, smtp_primary):
     primary = smtp_primary()
     d = daemon(**{"hygiene.enabled": "no"})
-    setup_tenant(d, primary.port)
+    add_tenant(d, primary.port)
     d.cli("policy", "set", "acme", "envelope.block_senders", "evil.test")
-    send(d, simple("bypass"), sender="a@evil.test")
+    send_queued(d, simple("bypass"), sender="a@evil.test")
     got = primary.wait_for(1)[0].data
     assert b"X-Mailark-Hygiene" not in got
     assert not re.search(r" hygiene id=", d.log())
@@ -209,10 +186,10 @@ def test_config_disabled_bypasses(daemon, smtp_primary):
 def test_tenant_disabled_bypasses(daemon, smtp_primary):
     primary = smtp_primary()
     d = daemon()
-    setup_tenant(d, primary.port)
+    add_tenant(d, primary.port)
     d.cli("policy", "set", "acme", "envelope.block_senders", "evil.test")
     d.cli("policy", "set", "acme", "hygiene.enabled", "no")
-    send(d, simple("tenant off"), sender="a@evil.test")
+    send_queued(d, simple("tenant off"), sender="a@evil.test")
     primary.wait_for(1)
     assert not re.search(r" hygiene id=", d.log())
 
@@ -253,7 +230,7 @@ def test_dnsbl_reject_at_connect(daemon, listed):
 def test_pipelined_commands_answered_in_order(daemon, smtp_primary):
     primary = smtp_primary()
     d = daemon()
-    setup_tenant(d, primary.port)
+    add_tenant(d, primary.port)
     with socket.create_connection(("127.0.0.1", d.smtp_port), timeout=30) as s:
         f = s.makefile("rb")
         assert read_reply(f).startswith(b"220")
@@ -289,7 +266,7 @@ def test_client_gone_or_half_closed_while_scanning(daemon, smtp_primary):
     half-close after QUIT: every reply still comes, in order."""
     primary = smtp_primary()
     d = daemon()
-    setup_tenant(d, primary.port)
+    add_tenant(d, primary.port)
     head = b"EHLO client.test\r\nMAIL FROM:<a@beta.test>\r\nRCPT TO:<bob@acme.test>\r\nDATA\r\n"
     for i in range(10):
         s = socket.create_connection(("127.0.0.1", d.smtp_port), timeout=20)
@@ -324,7 +301,7 @@ def test_client_gone_or_half_closed_while_scanning(daemon, smtp_primary):
 def test_bdat_through_pipeline(daemon, smtp_primary):
     primary = smtp_primary()
     d = daemon()
-    setup_tenant(d, primary.port)
+    add_tenant(d, primary.port)
     body = simple("chunked")
     with socket.create_connection(("127.0.0.1", d.smtp_port), timeout=30) as s:
         f = s.makefile("rb")
@@ -367,7 +344,7 @@ def test_corpus_bytes_intact(daemon, smtp_primary):
     assert len(msgs) > 400
     primary = smtp_primary()
     d = daemon()
-    setup_tenant(d, primary.port)
+    add_tenant(d, primary.port)
     sent = {}
     refused = []
     with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=60) as s:
@@ -412,7 +389,7 @@ def test_kill9_while_scanning_loses_nothing_acknowledged(daemon, smtp_primary):
     primary = smtp_primary()
     primary.stop()                    # keep everything in the queue until the restart
     d = daemon()
-    setup_tenant(d, primary.port)
+    add_tenant(d, primary.port)
     acked = set()
     lock = threading.Lock()
     stop = threading.Event()

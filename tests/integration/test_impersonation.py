@@ -8,41 +8,28 @@ tagged when the action is "tag"; the tenant's own mail and unrelated mail
 go through untouched.
 """
 
-import json
 import re
-import smtplib
 
-QID = re.compile(r"queued as ([0-9A-Z]{16})")
+import hygiene_helper
+from hygiene_helper import quarantined, send_queued
 
 
 def start(mailark_daemon, smtp_primary):
-    d = mailark_daemon(**{"hygiene.enabled": "yes"})
-    p = smtp_primary()
-    d.cli("tenant", "add", "acme")
-    d.cli("domain", "add", "acme", "acme.test")
-    d.cli("route", "set", "acme.test", "smtp://127.0.0.1:%d" % p.port)
-    for key, value in (("spf.enabled", "no"), ("dkim.verify", "no"), ("dmarc.enabled", "no"),
-                       ("av.enabled", "no"), ("spam.enabled", "no"),
-                       ("impersonation.executives", "Jane Doe, John Smith")):
-        d.cli("policy", "set", "acme", key, value)
-    return d, p
+    return hygiene_helper.start(mailark_daemon, smtp_primary, (
+        ("spf.enabled", "no"), ("dkim.verify", "no"), ("dmarc.enabled", "no"),
+        ("av.enabled", "no"), ("spam.enabled", "no"),
+        ("impersonation.executives", "Jane Doe, John Smith")))
 
 
 def send(d, from_hdr, subject, sender="someone@elsewhere.test"):
     body = ("From: %s\r\nTo: <bob@acme.test>\r\nSubject: %s\r\n"
             "Message-ID: <%s@elsewhere.test>\r\n\r\nPlease pay the invoice.\r\n"
             % (from_hdr, subject, subject.replace(" ", ".")))
-    with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=30) as s:
-        s.ehlo("client.test")
-        s.mail(sender)
-        assert s.rcpt("bob@acme.test")[0] == 250
-        code, reply = s.data(body.encode())
-    assert code == 250, reply
-    return QID.search(reply.decode()).group(1)
+    return send_queued(d, body.encode(), sender=sender)
 
 
 def qids(d):
-    return [i["id"] for i in json.loads(d.cli("quarantine", "list", "acme", "--json").stdout)]
+    return [i["id"] for i in quarantined(d)]
 
 
 def test_executive_name_quarantined(mailark_daemon, smtp_primary):

@@ -9,14 +9,15 @@ when the tenant's policy says closed.
 """
 
 import os
-import smtplib
 import socket
 import subprocess
 import time
 
 import pytest
 
+import hygiene_helper
 from conftest import free_port
+from hygiene_helper import add_tenant, set_policy
 from unbound_helper import Unbound
 
 OPENDKIM = "/usr/sbin/opendkim"
@@ -89,11 +90,9 @@ def opendkim(tmp_path):
 
 def setup_tenant(d, port):
     """Tenant acme with only the milters on (the other stages have tests of their own)."""
-    d.cli("tenant", "add", "acme")
-    d.cli("domain", "add", "acme", "acme.test")
-    d.cli("route", "set", "acme.test", "smtp://127.0.0.1:%d" % port)
-    for key in ("spf.enabled", "dkim.verify", "dmarc.enabled", "av.enabled", "spam.enabled"):
-        d.cli("policy", "set", "acme", key, "no")
+    add_tenant(d, port)
+    set_policy(d, [(key, "no") for key in ("spf.enabled", "dkim.verify", "dmarc.enabled",
+                                            "av.enabled", "spam.enabled")])
 
 
 def message(subject, body="hello there\r\n", sender="alice@sign.test"):
@@ -103,12 +102,7 @@ def message(subject, body="hello there\r\n", sender="alice@sign.test"):
 
 
 def send(d, data, sender="alice@sign.test"):
-    with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=60) as s:
-        s.ehlo("client.test")
-        s.mail(sender)
-        code, reply = s.rcpt("bob@acme.test")
-        assert code == 250, reply
-        return s.data(data)
+    return hygiene_helper.send(d, data, sender=sender)
 
 
 def test_opendkim_signature_verifies(mailark_daemon, primary, opendkim, dns):

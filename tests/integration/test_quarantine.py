@@ -11,47 +11,29 @@ items older than quarantine.retention_days are purged.
 
 import json
 import os
-import re
-import smtplib
 import sqlite3
 import time
 
+import hygiene_helper
+from hygiene_helper import quarantined, send_queued
 from test_api import Api, control, operator_token
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
-QID = re.compile(r"queued as ([0-9A-Z]{16})")
 TRACE = (b"received:", b"return-path:", b"x-mailark", b"authentication-results:",
          b"delivered-to:")
 
 
 def start(mailark_daemon, smtp_primary):
-    d = mailark_daemon(**{"hygiene.enabled": "yes"})
-    p = smtp_primary()
-    d.cli("tenant", "add", "acme")
-    d.cli("domain", "add", "acme", "acme.test")
-    d.cli("route", "set", "acme.test", "smtp://127.0.0.1:%d" % p.port)
-    for key, value in (("spam.quarantine_score", "5"), ("spam.reject_score", "10000"),
-                       ("spf.enabled", "no"), ("dkim.verify", "no"),
-                       ("dmarc.enabled", "no"), ("av.enabled", "no")):
-        d.cli("policy", "set", "acme", key, value)
-    return d, p
+    return hygiene_helper.start(mailark_daemon, smtp_primary, (
+        ("spam.quarantine_score", "5"), ("spam.reject_score", "10000"), ("spf.enabled", "no"),
+        ("dkim.verify", "no"), ("dmarc.enabled", "no"), ("av.enabled", "no")))
 
 
 def send(d, subject, rcpt="bob@acme.test", spam=True):
     body = ("From: Spammer <spammer@elsewhere.test>\r\nTo: <%s>\r\nSubject: %s\r\n"
             "Message-ID: <%s@elsewhere.test>\r\n\r\nHello.\r\n%s\r\n"
             % (rcpt, subject, subject.replace(" ", "."), GTUBE if spam else "nothing"))
-    with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=30) as s:
-        s.ehlo("client.test")
-        s.mail("spammer@elsewhere.test")
-        assert s.rcpt(rcpt)[0] == 250
-        code, reply = s.data(body.encode())
-    assert code == 250, reply
-    return QID.search(reply.decode()).group(1)
-
-
-def qlist(d, *args):
-    return json.loads(d.cli("quarantine", "list", "acme", *args, "--json").stdout)
+    return send_queued(d, body.encode(), sender="spammer@elsewhere.test", rcpts=rcpt)
 
 
 def eml(d, qid):
@@ -72,7 +54,7 @@ def strip_trace(data):
 def test_quarantine_release_delete_and_restart(mailark_daemon, smtp_primary):
     d, p = start(mailark_daemon, smtp_primary)
     qid = send(d, "first spam")
-    items = qlist(d)
+    items = quarantined(d)
     assert [i["id"] for i in items] == [qid]
     assert items[0]["rcpts"] == ["bob@acme.test"] and items[0]["subject"] == "first spam"
     assert "spam" in items[0]["reasons"]
@@ -86,24 +68,24 @@ def test_quarantine_release_delete_and_restart(mailark_daemon, smtp_primary):
     # kill -9: the item is still there, and still releasable
     d.kill9()
     d.start()
-    assert [i["id"] for i in qlist(d)] == [qid]
+    assert [i["id"] for i in quarantined(d)] == [qid]
 
     d.cli("quarantine", "release", "acme", qid)
     got = p.wait_for(1)[0]
     assert got.rcpt_tos == ["bob@acme.test"] and got.mail_from == "spammer@elsewhere.test"
     assert strip_trace(got.data) == strip_trace(held)
-    assert qlist(d) == []
+    assert quarantined(d) == []
     assert not os.path.exists(eml(d, qid))
 
     qid2 = send(d, "second spam")
     d.cli("quarantine", "delete", "acme", qid2)
-    assert qlist(d) == []
+    assert quarantined(d) == []
     assert not os.path.exists(eml(d, qid2))
     r = d.cli("quarantine", "release", "acme", qid2, check=False)
     assert r.returncode == 1 and "not found" in r.stderr
     # mail without GTUBE goes straight through
     send(d, "clean", spam=False)
-    assert len(p.wait_for(2)) == 2 and qlist(d) == []
+    assert len(p.wait_for(2)) == 2 and quarantined(d) == []
 
 
 def test_users_see_their_own_items(mailark_daemon, smtp_primary):
@@ -116,8 +98,8 @@ def test_users_see_their_own_items(mailark_daemon, smtp_primary):
         control(d, "user.add", tenant=tenant, address=addr, role=role, password="pw-123456789")
     bob_id = send(d, "for bob", rcpt="bob@acme.test")
     carol_id = send(d, "for carol", rcpt="carol@acme.test")
-    assert len(qlist(d)) == 2
-    assert [i["id"] for i in qlist(d, "carol@acme.test")] == [carol_id]
+    assert len(quarantined(d)) == 2
+    assert [i["id"] for i in quarantined(d, "carol@acme.test")] == [carol_id]
 
     def token(user):
         return control(d, "token.create", name="t", user=user)["token"]
@@ -135,7 +117,7 @@ def test_users_see_their_own_items(mailark_daemon, smtp_primary):
     st, js, _ = bob.post("/api/v1/tenants/acme/quarantine/%s/release" % bob_id)
     assert st == 403, js
     assert bob.request("DELETE", "/api/v1/tenants/acme/quarantine/" + bob_id)[0] == 403
-    assert len(qlist(d)) == 2
+    assert len(quarantined(d)) == 2
     # "not spam" reports: of one's own quarantined mail only
     st, js, _ = bob.post("/api/v1/tenants/acme/spam/report", {"id": carol_id, "verdict": "ham"})
     assert st == 404, js
@@ -158,7 +140,7 @@ def test_users_see_their_own_items(mailark_daemon, smtp_primary):
     assert st == 200, js
     got = p.wait_for(1)[0]
     assert got.rcpt_tos == ["bob@acme.test"]
-    assert [i["id"] for i in qlist(d)] == [carol_id]
+    assert [i["id"] for i in quarantined(d)] == [carol_id]
 
     # the operator's API sees everything
     op = Api(d.http_port, operator_token(d))
@@ -198,5 +180,5 @@ def test_retention_purges_old_items(mailark_daemon, smtp_primary):
     since = len(d.log())
     d.start()
     d.wait_log(r"quarantine_purged tenant=acme items=1", timeout=20, since=since)
-    assert [i["id"] for i in qlist(d)] == [recent]
+    assert [i["id"] for i in quarantined(d)] == [recent]
     assert not os.path.exists(eml(d, old)) and os.path.exists(eml(d, recent))

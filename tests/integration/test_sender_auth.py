@@ -8,12 +8,13 @@ Authentication-Results claiming our authserv-id renamed.
 import base64
 import email
 import email.policy
-import smtplib
 import subprocess
 
 import dkim
 import pytest
 
+import hygiene_helper
+from hygiene_helper import add_tenant
 from unbound_helper import Unbound
 
 HOST = "mx.mailark.test"
@@ -51,9 +52,7 @@ def env(tmp_path, mailark_daemon, smtp_primary, dkim_key):
     p = smtp_primary()
     d = mailark_daemon(**{"hygiene.enabled": "yes", "delivery.dns_resolver": u.address,
                           "server.hostname": HOST})
-    d.cli("tenant", "add", "acme")
-    d.cli("domain", "add", "acme", "acme.test")
-    d.cli("route", "set", "acme.test", "smtp://127.0.0.1:%d" % p.port)
+    add_tenant(d, p.port)
     yield d, p
     u.stop()
 
@@ -65,14 +64,7 @@ def message(sender, subject, extra="", body="hello\r\n"):
 
 
 def send(d, sender, data):
-    with smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=30) as s:
-        s.ehlo("client.test")
-        assert s.mail(sender)[0] == 250
-        assert s.rcpt("bob@acme.test")[0] == 250
-        try:
-            return s.data(data)
-        except smtplib.SMTPDataError as e:
-            return e.smtp_code, e.smtp_error
+    return hygiene_helper.send(d, data, sender=sender)
 
 
 def delivered(p, n):
@@ -114,7 +106,7 @@ def test_dmarc_reject(env):
     d, p = env
     code, reply = send(d, "ceo@strict.test", message("ceo@strict.test", "wire money"))
     assert code == 550
-    assert b"5.7.1 Message rejected: DMARC policy of strict.test" in reply
+    assert "5.7.1 Message rejected: DMARC policy of strict.test" in reply
     assert p.messages == []
 
 

@@ -23,6 +23,7 @@
 #include "hygiene/attach.h"
 #include "hygiene/hygiene.h"
 #include "hygiene/policy.h"
+#include "unit_hygiene.h"
 #include "lib/buf.h"
 #include "lib/mem.h"
 
@@ -118,18 +119,10 @@ run_stage(struct run *out, const char *raw, void (*adjust)(struct hygiene_policy
 	if (adjust != NULL)
 		adjust(&out->pol);
 	struct hygiene_msg m;
-	memset(&m, 0, sizeof(m));
-	m.pol = &out->pol;
-	m.qid = "TESTQID";
-	m.dir = QUEUE_INBOUND;
-	m.sender = "a@example.org";
-	m.data = (const unsigned char *)raw;
-	m.len = strlen(raw);
+	unit_hygiene_msg(&m, &out->pol, QUEUE_INBOUND, "a@example.org", NULL, raw, strlen(raw));
 	m.mime = archive_parse_message(raw, strlen(raw));
 	assert_non_null(m.mime);
-	char *err = NULL;
-	assert_int_equal(attach_stage(&m, &out->r, &err), 0);
-	assert_null(err);
+	unit_hygiene_run(attach_stage, &m, &out->r);
 	g_object_unref(m.mime);
 }
 

@@ -22,6 +22,7 @@
 #include "hygiene/disclaimer.h"
 #include "hygiene/hygiene.h"
 #include "hygiene/policy.h"
+#include "unit_hygiene.h"
 
 static struct hygiene_policy pol;
 static char *rcpts[] = { (char *)"bob@example.net", NULL };
@@ -41,23 +42,11 @@ policy_reset(const char *text, const char *html)
 static char *
 run_dir(const char *msg, struct hygiene_result *r, enum queue_direction dir, const char *name)
 {
-	memset(r, 0, sizeof(*r));
 	struct hygiene_msg m;
-	memset(&m, 0, sizeof(m));
-	m.pol = &pol;
-	m.qid = "TESTQID";
-	m.tenant = "acme";
-	m.dir = dir;
-	m.sender = "alice@acme.test";
-	m.rcpts = rcpts;
-	m.nrcpts = 1;
-	m.data = (const unsigned char *)msg;
-	m.len = strlen(msg);
+	unit_hygiene_msg(&m, &pol, dir, "alice@acme.test", rcpts, msg, strlen(msg));
 	m.header_from = "alice@acme.test";
 	m.header_from_name = name;
-	char *err = NULL;
-	assert_int_equal(disclaimer_stage(&m, r, &err), 0);
-	assert_null(err);
+	unit_hygiene_run(disclaimer_stage, &m, r);
 	if (r->rewritten == NULL)
 		return NULL;
 	char *out = malloc(r->rewritten_len + 1);

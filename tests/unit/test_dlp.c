@@ -22,6 +22,7 @@
 #include "hygiene/dlp.h"
 #include "hygiene/hygiene.h"
 #include "hygiene/policy.h"
+#include "unit_hygiene.h"
 
 static struct hygiene_policy pol;
 static char *kw_items[4];
@@ -54,22 +55,10 @@ static char *rcpts[] = { (char *)"bob@example.net", NULL };
 static void
 run(const char *msg, struct hygiene_result *r)
 {
-	memset(r, 0, sizeof(*r));
 	struct hygiene_msg m;
-	memset(&m, 0, sizeof(m));
-	m.pol = &pol;
-	m.qid = "TESTQID";
-	m.tenant = "acme";
-	m.dir = QUEUE_OUTBOUND;
-	m.sender = "alice@acme.test";
-	m.rcpts = rcpts;
-	m.nrcpts = 1;
-	m.data = (const unsigned char *)msg;
-	m.len = strlen(msg);
+	unit_hygiene_msg(&m, &pol, QUEUE_OUTBOUND, "alice@acme.test", rcpts, msg, strlen(msg));
 	m.mime = archive_parse_message(msg, m.len);
-	char *err = NULL;
-	assert_int_equal(dlp_stage(&m, r, &err), 0);
-	assert_null(err);
+	unit_hygiene_run(dlp_stage, &m, r);
 	if (m.mime != NULL)
 		g_object_unref(m.mime);
 }

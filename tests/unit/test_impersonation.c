@@ -22,6 +22,7 @@
 #include "hygiene/hygiene.h"
 #include "hygiene/impersonation.h"
 #include "hygiene/policy.h"
+#include "unit_hygiene.h"
 
 static void
 test_lookalike_positive(void **state)
@@ -123,19 +124,9 @@ run_dir(const char *from_hdr, const char *extra, enum queue_direction dir,
 	char msg[2048];
 	snprintf(msg, sizeof(msg), "From: %s\r\n%sTo: bob@acme.test\r\nSubject: hi\r\n\r\nbody\r\n",
 	    from_hdr, extra);
-	memset(r, 0, sizeof(*r));
 	struct hygiene_msg m;
-	memset(&m, 0, sizeof(m));
-	m.pol = &pol;
-	m.qid = "TESTQID";
-	m.tenant = "acme";
-	m.dir = dir;
-	m.sender = "someone@outside.test";
-	m.rcpts = rcpts;
-	m.nrcpts = 1;
+	unit_hygiene_msg(&m, &pol, dir, "someone@outside.test", rcpts, msg, strlen(msg));
 	m.client_ip = "192.0.2.1";
-	m.data = (const unsigned char *)msg;
-	m.len = strlen(msg);
 	m.mime = archive_parse_message(m.data, m.len);
 	char *addr = NULL;
 	char *name = from_name(m.mime, &addr);
@@ -143,9 +134,7 @@ run_dir(const char *from_hdr, const char *extra, enum queue_direction dir,
 	m.header_from_name = name;
 	m.tenant_domains = domains;
 	m.n_tenant_domains = 2;
-	char *err = NULL;
-	assert_int_equal(impersonation_stage(&m, r, &err), 0);
-	assert_null(err);
+	unit_hygiene_run(impersonation_stage, &m, r);
 	if (m.mime != NULL)
 		g_object_unref(m.mime);
 	free(addr);

@@ -31,6 +31,7 @@
 #include "hygiene/milter.h"
 #include "hygiene/milter_doc.h"
 #include "hygiene/policy.h"
+#include "unit_hygiene.h"
 #include "lib/buf.h"
 #include "lib/mem.h"
 #include "unit_tmp.h"
@@ -286,6 +287,16 @@ set_milters(const char *list)
 	cfg->milters = xstrdup(list);
 }
 
+/* Starts the fake and makes it the only milter. */
+static void
+fake_serve(struct fake *f)
+{
+	fake_start(f);
+	char *spec = buf_printf("unix:%s", f->path);
+	set_milters(spec);
+	free(spec);
+}
+
 static char *rcpts[] = { (char *)"bob@acme.test", (char *)"carol@acme.test", NULL };
 
 static const char message[] =
@@ -303,19 +314,10 @@ run_msg(const char *msg, size_t len, struct hygiene_result *r, char **err_r)
 {
 	memset(r, 0, sizeof(*r));
 	struct hygiene_msg m;
-	memset(&m, 0, sizeof(m));
+	unit_hygiene_msg(&m, &pol, QUEUE_INBOUND, "alice@example.test", rcpts, msg, len);
 	m.h = &hyg;
-	m.pol = &pol;
-	m.qid = "TESTQID";
-	m.tenant = "acme";
-	m.dir = QUEUE_INBOUND;
-	m.sender = "alice@example.test";
-	m.rcpts = rcpts;
-	m.nrcpts = 2;
 	m.client_ip = "192.0.2.1";
 	m.client_helo = "client.test";
-	m.data = (const unsigned char *)msg;
-	m.len = len;
 	*err_r = NULL;
 	return milter_stage(&m, r, err_r);
 }
@@ -365,10 +367,7 @@ test_conversation_and_accept(void **state)
 	struct fake f;
 	fake_init(&f, "a");
 	frame(&f.eob, 'c', NULL, 0);
-	fake_start(&f);
-	char spec[400];
-	snprintf(spec, sizeof(spec), "unix:%s", f.path);
-	set_milters(spec);
+	fake_serve(&f);
 	struct hygiene_result r;
 	char *err;
 	assert_int_equal(run(&r, &err), 0);
@@ -418,10 +417,7 @@ test_modifications(void **state)
 	frame_strs(&f.eob, 'e', "<other@example.test>", NULL);
 	frame(&f.eob, 'p', NULL, 0);
 	frame(&f.eob, 'a', NULL, 0);
-	fake_start(&f);
-	char spec[400];
-	snprintf(spec, sizeof(spec), "unix:%s", f.path);
-	set_milters(spec);
+	fake_serve(&f);
 	struct hygiene_result r;
 	char *err;
 	assert_int_equal(run(&r, &err), 0);
@@ -482,10 +478,7 @@ run_answer(char at, const struct buf *answer, struct hygiene_result *r, char **e
 	buf_append(&f.answer, answer->data, answer->len);
 	if (at == 'E')
 		buf_append(&f.eob, answer->data, answer->len);
-	fake_start(&f);
-	char spec[400];
-	snprintf(spec, sizeof(spec), "unix:%s", f.path);
-	set_milters(spec);
+	fake_serve(&f);
 	int rc = run(r, err_r);
 	fake_stop(&f);
 	if (cmds_r != NULL)
@@ -574,10 +567,7 @@ test_final_replies(void **state)
 	f.answer_at = 'R';
 	buf_append(&f.answer, a.data, a.len);
 	frame(&f.eob, 'c', NULL, 0);
-	fake_start(&f);
-	char spec[400];
-	snprintf(spec, sizeof(spec), "unix:%s", f.path);
-	set_milters(spec);
+	fake_serve(&f);
 	assert_int_equal(run(&r, &err), 0);
 	fake_done(&f);
 	/* both recipients refused → the message is refused */
@@ -607,10 +597,7 @@ test_accept_early_and_skips(void **state)
 	f.pflags = NOHDRS | SKIP;
 	f.skip_body = 1;
 	frame(&f.eob, 'c', NULL, 0);
-	fake_start(&f);
-	char spec[400];
-	snprintf(spec, sizeof(spec), "unix:%s", f.path);
-	set_milters(spec);
+	fake_serve(&f);
 	size_t big = 200000;
 	char *msg = xmalloc(big + 64);
 	int n = snprintf(msg, 64, "Subject: big\r\n\r\n");
@@ -628,9 +615,7 @@ test_accept_early_and_skips(void **state)
 	fake_init(&f, "nr");
 	f.pflags = NR_BODY | NR_HDR;
 	frame(&f.eob, 'c', NULL, 0);
-	fake_start(&f);
-	snprintf(spec, sizeof(spec), "unix:%s", f.path);
-	set_milters(spec);
+	fake_serve(&f);
 	assert_int_equal(run_msg(msg, (size_t)n + big, &r, &err), 0);
 	fake_stop(&f);
 	assert_int_equal(f.body_chunks, 4);
@@ -670,9 +655,7 @@ test_failures(void **state)
 	for (size_t i = 0; i < 3; i++) {
 		fake_init(&f, "bad");
 		*flags[i] = 1;
-		fake_start(&f);
-		snprintf(spec, sizeof(spec), "unix:%s", f.path);
-		set_milters(spec);
+		fake_serve(&f);
 		assert_int_equal(run(&r, &err), -1);
 		assert_non_null(err);
 		free(err);
