@@ -101,6 +101,7 @@ main_signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	srv->shutting_down = 1;
 	log_info("shutdown", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	tls_policy_shutdown(srv);
 	smtp_server_shutdown(srv->smtp);
 	if (srv->submission != NULL)
 		smtp_server_shutdown(srv->submission);

@@ -94,6 +94,7 @@ struct tls_policy {
 	struct sts_fetch *fetches;
 	unsigned running;
 	int stopped;
+	int shutting_down;            /* tls_policy_shutdown(): atomic, read by fetches */
 };
 
 /* ------------------------------------------------------------ parsers */
@@ -457,6 +458,19 @@ struct sts_body {
 	int too_big;
 };
 
+/* Aborts a policy fetch once the daemon is shutting down. */
+static int
+sts_curl_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+    curl_off_t ulnow)
+{
+	struct tls_policy *tp = arg;
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return __atomic_load_n(&tp->shutting_down, __ATOMIC_RELAXED) ? 1 : 0;
+}
+
 static size_t
 sts_curl_write(char *ptr, size_t size, size_t nmemb, void *arg)
 {
@@ -524,6 +538,9 @@ sts_fetch_policy(struct sts_fetch *f)
 	if (cfg->tls_ca_file != NULL && cfg->tls_ca_file[0] != '\0')
 		curl_easy_setopt(h, CURLOPT_CAINFO, cfg->tls_ca_file);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, sts_curl_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, f->tp);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sts_curl_write);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
 	CURLcode cc = curl_easy_perform(h);
@@ -785,6 +802,16 @@ tls_policy_start(struct server *srv, char **err_r)
 	srv->tls_policy = tp;
 	log_info("tls_policy_started", "cached_policies=%zu", tp->ncache);
 	return 0;
+}
+
+void
+tls_policy_shutdown(struct server *srv)
+{
+	struct tls_policy *tp = srv->tls_policy;
+	if (tp == NULL)
+		return;
+	__atomic_store_n(&tp->shutting_down, 1, __ATOMIC_RELAXED);
+	dns_sync_abort(tp->dns);
 }
 
 void

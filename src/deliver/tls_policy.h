@@ -42,6 +42,9 @@ struct tls_decision {
 typedef void tls_policy_cb(void *arg, const struct tls_decision *d);
 
 int tls_policy_start(struct server *srv, char **err_r);   /* sets srv->tls_policy */
+/* SIGTERM: running MTA-STS lookups and fetches give up at once (the
+ * deliveries waiting for them are deferred), so shutdown never waits on them. */
+void tls_policy_shutdown(struct server *srv);
 void tls_policy_stop(struct server *srv);
 void tls_policy_lookup(struct tls_policy *tp, const char *tenant, const char *domain,
     unsigned env_flags, tls_policy_cb *cb, void *arg);

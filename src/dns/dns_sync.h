@@ -2,7 +2,8 @@
  * dns_sync — blocking DNS lookups for worker threads (SPF, DKIM keys,
  * DMARC records, DNS blocklists, MTA-STS), through one libunbound context
  * set up as dns.c sets up its own: the [delivery] dns_resolver forwarder
- * when configured, else /etc/resolv.conf.  Thread-safe.
+ * when configured, else /etc/resolv.conf.  Thread-safe.  A lookup gives up
+ * after 10 s (DNS_TEMPFAIL), however the resolver behaves.
  *
  *   struct dns_sync *d = dns_sync_new(cfg, &err);
  *   struct dns_records rr;
@@ -36,6 +37,9 @@ struct dns_records {
 
 struct dns_sync *dns_sync_new(const struct config *cfg, char **err_r);
 void dns_sync_free(struct dns_sync **d);
+/* From now on every lookup (and those waiting) answers DNS_TEMPFAIL at once:
+ * for shutdown, so no worker waits on DNS.  Any thread. */
+void dns_sync_abort(struct dns_sync *d);
 /* DNS_OK (n may be 0: no data), DNS_NXDOMAIN, DNS_TEMPFAIL.  rr always initialised. */
 enum dns_status dns_sync_query(struct dns_sync *d, const char *name, enum dns_sync_type type,
     struct dns_records *rr);
