@@ -19,6 +19,7 @@
 #ifndef MAILARK_HYGIENE_SPAM_BAYES_H
 #define MAILARK_HYGIENE_SPAM_BAYES_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct spam_db;

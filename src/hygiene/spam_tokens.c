@@ -33,6 +33,7 @@
 #define PREFIX_MAX 48
 
 struct tk {
+	const struct spam_tokens_opts *o;
 	struct spam_tokens *t;
 	size_t text_used;            /* bytes of text tokenized so far (SPAM_TEXT_MAX) */
 	unsigned received;           /* Received fields seen */
@@ -156,7 +157,8 @@ tk_url(struct tk *k, const char *s, size_t len)
 		while (i < len && strchr("/?#=&.-_% \t\r\n\"'<>", s[i]) == NULL)
 			i++;
 		if (i - w >= WORD_MIN && i - w <= WORD_MAX) {
-			tk_add(k, "urlpath:", s + w, i - w);
+			if (k->o->url_paths)
+				tk_add(k, "urlpath:", s + w, i - w);
 			words++;
 		}
 		if (i < len && strchr(" \t\r\n\"'<>", s[i]) != NULL)
@@ -223,7 +225,7 @@ tk_words(struct tk *k, const char *prefix, const char *s, size_t len)
 	size_t i = 0;
 	const char *prev = NULL;
 	size_t prev_len = 0;
-	int bigrams = prefix[0] == '\0';
+	int bigrams = k->o->bigrams && prefix[0] == '\0';
 	while (i < len) {
 		while (i < len && isspace((unsigned char)s[i]))
 			i++;
@@ -299,7 +301,8 @@ html_tag(struct tk *k, const char *tag, size_t len)
 	if (i == n)
 		return 0;
 	int closing = n > 0;
-	tk_add(k, closing ? "tag:/" : "tag:", tag + n, i - n);
+	if (k->o->html_tags)
+		tk_add(k, closing ? "tag:/" : "tag:", tag + n, i - n);
 	if (closing)
 		return 0;
 	static const char *const attrs[] = { "href", "src", "action", "background" };
@@ -389,6 +392,14 @@ header_valued(const char *name)
 		if (strcmp(name, valued[i]) == 0)
 			return 1;
 	return 0;
+}
+
+/* Mailing-list fields (RFC 2369, 2919) and Precedence. */
+static int
+header_list(const char *name)
+{
+	return strcmp(name, "list-id") == 0 || strcmp(name, "precedence") == 0 ||
+	    strcmp(name, "list-unsubscribe") == 0;
 }
 
 static int
@@ -508,7 +519,7 @@ hdr_field(struct tk *k, const char *name, const char *v, size_t len)
 			tk_add_str(k, "subject:", "encoded-word");
 		if (k->subject_done == 0)
 			tk_words(k, "subject:", v, len);
-	} else if (header_valued(name)) {
+	} else if (header_valued(name) || (k->o->list_values && header_list(name))) {
 		hdr_generic(k, prefix, v, len);
 	}
 }
@@ -668,11 +679,25 @@ cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+const struct spam_tokens_opts spam_tokens_defaults = {
+	.bigrams = 1,
+	.html_tags = 1,
+	.url_paths = 1,
+	.list_values = 0,
+};
+
 void
 spam_tokenize(GMimeMessage *mime, const unsigned char *data, size_t len, struct spam_tokens *t)
 {
+	spam_tokenize_opts(mime, data, len, &spam_tokens_defaults, t);
+}
+
+void
+spam_tokenize_opts(GMimeMessage *mime, const unsigned char *data, size_t len,
+    const struct spam_tokens_opts *o, struct spam_tokens *t)
+{
 	memset(t, 0, sizeof(*t));
-	struct tk k = { .t = t };
+	struct tk k = { .o = o, .t = t };
 	GMimeMessage *own = NULL;
 	if (mime == NULL && len > 0 && archive_parse_init() == 0)
 		mime = own = archive_parse_message(data, len);

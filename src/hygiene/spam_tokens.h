@@ -54,6 +54,17 @@ struct spam_tokens {
  * mime NULL: parsed here from data. */
 void spam_tokenize(GMimeMessage *mime, const unsigned char *data, size_t len,
     struct spam_tokens *t);
+/* Which kinds of features to make; spam_tokenize() uses the defaults
+ * (bench/spam/tune.c cross-validates others). */
+struct spam_tokens_opts {
+	int bigrams;                 /* "bi:" pairs of body words */
+	int html_tags;               /* "tag:" names of HTML tags */
+	int url_paths;               /* "urlpath:" words of link paths */
+	int list_values;             /* value words of List-Id, List-Unsubscribe, Precedence */
+};
+extern const struct spam_tokens_opts spam_tokens_defaults;
+void spam_tokenize_opts(GMimeMessage *mime, const unsigned char *data, size_t len,
+    const struct spam_tokens_opts *o, struct spam_tokens *t);
 void spam_tokens_free(struct spam_tokens *t);
 /* The hash of one feature: prefix (e.g. "subject:") and text, as stored
  * for the text (a header block's feature has SPAM_TOKEN_HEADER set too). */

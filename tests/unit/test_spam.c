@@ -445,6 +445,47 @@ test_retrain_other_way(void **state)
 	rm_rf(dir);
 }
 
+/* The pure combining step: rare features can be left out (min_count), the clue
+ * count is capped, and the bands map p as documented. */
+static void
+test_combine_and_bands(void **state)
+{
+	(void)state;
+	const struct spam_bayes_knobs *k = &spam_bayes_defaults;
+	struct spam_bayes_count c[40];
+	unsigned used;
+	/* seen in 2 spam only: a clue, unless min_count asks for 3 sightings */
+	c[0] = (struct spam_bayes_count){ 2, 0, 0 };
+	assert_true(spam_bayes_combine(k, c, 1, 100, 100, &used) > 0.5);
+	assert_int_equal(used, 1);
+	struct spam_bayes_knobs k3 = *k;
+	k3.min_count = 3;
+	assert_true(spam_bayes_combine(&k3, c, 1, 100, 100, &used) == 0.5);
+	assert_int_equal(used, 0);
+	/* 40 strong spam features: at most clues_max of them combined */
+	for (int i = 0; i < 40; i++)
+		c[i] = (struct spam_bayes_count){ 50, 1, 0 };
+	double p = spam_bayes_combine(k, c, 40, 100, 100, &used);
+	assert_true(p > 0.99);
+	assert_int_equal(used, k->clues_max);
+	/* the same features seen in ham: near 0 */
+	for (int i = 0; i < 40; i++)
+		c[i] = (struct spam_bayes_count){ 1, 50, 0 };
+	assert_true(spam_bayes_combine(k, c, 40, 100, 100, &used) < 0.01);
+	/* header features: at most header_clues_max of them */
+	for (int i = 0; i < 40; i++)
+		c[i] = (struct spam_bayes_count){ 50, 1, 1 };
+	spam_bayes_combine(k, c, 40, 100, 100, &used);
+	assert_true(used <= k->header_clues_max);
+	/* bands */
+	assert_string_equal(spam_bayes_band(k, 0.0)->name, "BAYES_00");
+	assert_string_equal(spam_bayes_band(k, 0.5)->name, "BAYES_50");
+	assert_string_equal(spam_bayes_band(k, 0.7)->name, "BAYES_60");
+	assert_true(spam_bayes_band(k, 0.7)->score < 5.0);        /* leaning: needs a rule */
+	assert_true(spam_bayes_band(k, 0.85)->score >= 5.0);      /* tags alone */
+	assert_string_equal(spam_bayes_band(k, 1.0)->name, "BAYES_999");
+}
+
 int
 main(void)
 {
@@ -456,6 +497,7 @@ main(void)
 		cmocka_unit_test(test_thresholds),
 		cmocka_unit_test(test_train_and_classify_corpus),
 		cmocka_unit_test(test_retrain_other_way),
+		cmocka_unit_test(test_combine_and_bands),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
