@@ -2,7 +2,8 @@
  * cli_spam.c — `mailark spam train|classify|stats` (cli_spam.h).
  *
  * Message files travel base64-encoded (byte-exact, whatever their charset)
- * in batches of about SPAM_REQ_MAX bytes (a larger file goes alone), under
+ * in batches of about SPAM_REQ_MAX bytes and at most SPAM_REQ_FILES files
+ * (a larger file goes alone), under
  * the control socket's 96 MiB request limit; a file larger than
  * SPAM_FILE_MAX is skipped with a message, never sent cut.  `spam train`
  * sends its batches, then waits until the daemon's workers have learnt
@@ -25,6 +26,7 @@
 #include "lib/mem.h"
 
 #define SPAM_REQ_MAX (4 * 1024 * 1024)
+#define SPAM_REQ_FILES 500        /* the daemon takes at most 1000 messages a request */
 #define SPAM_FILE_MAX (64 * 1024 * 1024)   /* base64: 86 MiB, under the socket's 96 MiB */
 #define SPAM_WAIT_SEC 1800
 #define SPAM_FILES_MAX 1000000
@@ -168,7 +170,8 @@ train_files(const struct config *cfg, const char *tenant, const struct file_list
 		if (b64 == NULL)
 			continue;
 		size_t len = strlen(b64);
-		if (batch > 0 && batch + len + 16 > SPAM_REQ_MAX) {
+		size_t nbatch = json_array_size(spam) + json_array_size(ham);
+		if (batch > 0 && (batch + len + 16 > SPAM_REQ_MAX || nbatch >= SPAM_REQ_FILES)) {
 			rc = send_batch(cfg, tenant, spam, ham);
 			batch = 0;
 		}

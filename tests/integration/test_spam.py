@@ -207,6 +207,22 @@ def test_train_classify_and_isolation(daemon, tmp_path):
     assert '"probability"' in js and '"tests"' in js
 
 
+def test_train_more_files_than_one_request_takes(daemon, tmp_path):
+    """1200 small messages fit in a few MiB but not in one request (the
+    daemon takes at most 1000 messages a request): the CLI splits them."""
+    d = daemon()
+    d.cli("tenant", "add", "acme")
+    ham = tmp_path / "many"
+    ham.mkdir()
+    for i in range(1200):
+        (ham / ("m%04d.eml" % i)).write_bytes(
+            ("From: <n%d@beta.test>\r\nSubject: note %d\r\nMessage-ID: <m%d@beta.test>\r\n"
+             "\r\nminutes of meeting %d about item%d\r\n" % (i, i, i, i, i)).encode())
+    out = d.cli("spam", "train", "acme", "--ham", str(ham)).stdout
+    assert "sent 0 spam and 1200 ham" in out, out
+    assert stats(d, "acme")["own"]["ham"] == 1200
+
+
 def test_report_through_api_retrains(daemon):
     d = daemon()
     d.cli("tenant", "add", "acme")
