@@ -64,6 +64,7 @@ struct control_conn {
 	struct bufferevent *bev;
 	enum control_conn_state state;
 	unsigned long long id;
+	size_t scanned;            /* input bytes already searched for the LF */
 	struct control_conn *next, *prev;
 };
 
@@ -190,7 +191,17 @@ control_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t len;
-	char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
+	char *line = NULL;
+	/* Requests can be large (whole messages): look for the LF only in what
+	 * arrived since the last look, never rescanning from the start. */
+	struct evbuffer_ptr from;
+	if (evbuffer_ptr_set(in, &from, cc->scanned, EVBUFFER_PTR_SET) == 0) {
+		struct evbuffer_ptr eol = evbuffer_search_eol(in, &from, NULL, EVBUFFER_EOL_LF);
+		if (eol.pos >= 0)
+			line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
+		else
+			cc->scanned = evbuffer_get_length(in);
+	}
 	if (line == NULL) {
 		if (evbuffer_get_length(in) > CONTROL_MAX_REQUEST) {
 			log_warn("control_bad_request", "conn=%llu error=too_long", cc->id);

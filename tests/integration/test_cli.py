@@ -305,7 +305,8 @@ def test_control_socket_rejects_garbage(mailark_daemon):
         s.settimeout(5)
         s.connect(path)
         try:
-            s.sendall(b"x" * (200 * 1024))
+            # past the 96 MiB request limit (requests carry whole messages)
+            s.sendall(b"x" * (97 * 1024 * 1024))
         except OSError:
             pass
         line = s.makefile().readline()
