@@ -284,6 +284,25 @@ lookup(const struct count *c, size_t n, uint64_t h)
 	return lo < n && c[lo].h == h ? &c[lo] : NULL;
 }
 
+/* The fold's counts of message m's features, as spam_bayes_combine() takes
+ * them (features the fold never saw are left out); how many. */
+static size_t
+held_out_counts(const struct count *c, size_t nc, const struct msg *m,
+    struct spam_bayes_count *cnt)
+{
+	size_t q = 0;
+	for (size_t t = 0; t < m->n && q < SPAM_TOKENS_MAX; t++) {
+		const struct count *e = lookup(c, nc, m->h[t]);
+		if (e == NULL)
+			continue;
+		cnt[q].s = e->s;
+		cnt[q].h = e->hm;
+		cnt[q].header = (m->h[t] & SPAM_TOKEN_HEADER) != 0;
+		q++;
+	}
+	return q;
+}
+
 /* ---- logistic regression (TUNE_LR=1) ------------------------------------ */
 
 /* Online logistic regression over the same binary features, trained by
@@ -454,16 +473,7 @@ lr_cv(struct msg *m, size_t n, int k, size_t nspam_all, size_t nham_all)
 		for (size_t i = 0; i < n; i++) {
 			if (m[i].fold != f)
 				continue;
-			size_t q = 0;
-			for (size_t t = 0; t < m[i].n && q < SPAM_TOKENS_MAX; t++) {
-				const struct count *e = lookup(c, nc, m[i].h[t]);
-				if (e == NULL)
-					continue;
-				cnt[q].s = e->s;
-				cnt[q].h = e->hm;
-				cnt[q].header = (m[i].h[t] & SPAM_TOKEN_HEADER) != 0;
-				q++;
-			}
+			size_t q = held_out_counts(c, nc, &m[i], cnt);
 			unsigned used;
 			pb[i] = spam_bayes_combine(&spam_bayes_defaults, cnt, q, ns, nh, &used);
 			pb300[i] = spam_bayes_combine(&k300, cnt, q, ns, nh, &used);
@@ -642,16 +652,7 @@ main(int argc, char **argv)
 		for (size_t i = 0; i < n; i++) {
 			if (m[i].fold != f)
 				continue;
-			size_t q = 0;
-			for (size_t t = 0; t < m[i].n && q < SPAM_TOKENS_MAX; t++) {
-				const struct count *e = lookup(c, nc, m[i].h[t]);
-				if (e == NULL)
-					continue;
-				cnt[q].s = e->s;
-				cnt[q].h = e->hm;
-				cnt[q].header = (m[i].h[t] & SPAM_TOKEN_HEADER) != 0;
-				q++;
-			}
+			size_t q = held_out_counts(c, nc, &m[i], cnt);
 			for (size_t j = 0; j < nk; j++) {
 				unsigned used;
 				double p = spam_bayes_combine(&knobs[j], cnt, q, ns, nh, &used);

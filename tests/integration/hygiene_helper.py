@@ -16,11 +16,19 @@ quarantined(d, *args) -> the items of `quarantine list acme ARGS`.
 header_block(data) -> (header block with its last CRLF, body)
 strip_trace(data, names=TRACE) -> (the trace fields on top, the rest)
 hygiene_header(data) -> the unfolded X-Mailark-Hygiene line ("" if none).
+dns_and_daemon_fixtures(records) -> (dns, daemon)
+    pytest fixtures for a test module: one unbound serving `records` for the
+    module, and a mailark_daemon factory with the pipeline on, that DNS and
+    fast retries (a module binds them: `dns, daemon = dns_and_daemon_fixtures(...)`).
 """
 
 import json
 import re
 import smtplib
+
+import pytest
+
+from unbound_helper import Unbound
 
 QID = re.compile(r"queued as ([0-9A-Z]{16})")
 FAST_RETRY = {"queue.retry_min": "1s", "queue.retry_max": "2s"}
@@ -123,3 +131,25 @@ def hygiene_header(data):
         if line.lower().startswith(b"x-mailark-hygiene:"):
             return line.decode()
     return ""
+
+
+def dns_and_daemon_fixtures(records):
+    @pytest.fixture(scope="module")
+    def dns(tmp_path_factory):
+        """One unbound for the module: the stages' lookups (SPF, DNSBL) of
+        *.test names are answered at once instead of by the system resolver."""
+        u = Unbound(tmp_path_factory.mktemp("dns"), records)
+        yield u
+        u.stop()
+
+    @pytest.fixture
+    def daemon(mailark_daemon, dns):
+        """mailark_daemon with the pipeline on and the module's DNS."""
+        def factory(**conf):
+            merged = dict(FAST_RETRY)
+            merged.update({"hygiene.enabled": "yes", "delivery.dns_resolver": dns.address})
+            merged.update(conf)
+            return mailark_daemon(merged)
+        return factory
+
+    return dns, daemon

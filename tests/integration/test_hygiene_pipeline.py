@@ -20,35 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from hygiene_helper import add_tenant, header_block, send_queued
-from unbound_helper import Unbound
+from hygiene_helper import add_tenant, dns_and_daemon_fixtures, header_block, send_queued
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO.parent / "shared" / "corpus" / "mime"
 QID = re.compile(rb"queued as ([0-9A-Z]{16})")
 RECEIVED_ID = re.compile(rb"\bid ([0-9A-Z]{16})\b")
-FAST = {"queue.retry_min": "1s", "queue.retry_max": "2s"}
 DNSBL_RECORDS = ["1.0.0.127.dnsbl.test. IN A 127.0.0.2"]
 
 
-@pytest.fixture(scope="module")
-def dns(tmp_path_factory):
-    """One unbound for the module: the stages' lookups (SPF, DNSBL) of *.test
-    names are answered at once instead of going to the system resolver."""
-    u = Unbound(tmp_path_factory.mktemp("dns"), DNSBL_RECORDS)
-    yield u
-    u.stop()
-
-
-@pytest.fixture
-def daemon(mailark_daemon, dns):
-    """mailark_daemon with the pipeline on and the module's DNS."""
-    def factory(**conf):
-        merged = dict(FAST)
-        merged.update({"hygiene.enabled": "yes", "delivery.dns_resolver": dns.address})
-        merged.update(conf)
-        return mailark_daemon(merged)
-    return factory
+dns, daemon = dns_and_daemon_fixtures(DNSBL_RECORDS)
 
 
 def simple(subject, sender="alice@beta.test", rcpt="bob@acme.test"):

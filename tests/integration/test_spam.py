@@ -8,8 +8,8 @@ rspamd's own GTUBE-like test pattern, and stopped.
 """
 
 import email
-import json
 import email.policy
+import json
 import re
 import smtplib
 import time
@@ -19,29 +19,14 @@ import pytest
 
 from test_api import Api, control, operator_token
 import rspamd_helper
-from unbound_helper import Unbound
+from hygiene_helper import dns_and_daemon_fixtures
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO.parent / "shared" / "corpus" / "spamassassin"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
-FAST = {"queue.retry_min": "1s", "queue.retry_max": "2s"}
 
 
-@pytest.fixture(scope="module")
-def dns(tmp_path_factory):
-    u = Unbound(tmp_path_factory.mktemp("dns"), ["1.0.0.127.bl.test. IN A 127.0.0.2"])
-    yield u
-    u.stop()
-
-
-@pytest.fixture
-def daemon(mailark_daemon, dns):
-    def factory(**conf):
-        merged = dict(FAST)
-        merged.update({"hygiene.enabled": "yes", "delivery.dns_resolver": dns.address})
-        merged.update(conf)
-        return mailark_daemon(merged)
-    return factory
+dns, daemon = dns_and_daemon_fixtures(["1.0.0.127.bl.test. IN A 127.0.0.2"])
 
 
 def setup_tenant(d, port, tenant="acme"):
